@@ -1,0 +1,94 @@
+"""The repository's own rules, checked for every role: documented defaults, argument specs, READMEs."""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+ROLES = sorted(path for path in (REPO / "roles").iterdir() if path.is_dir()) if (REPO / "roles").is_dir() else []
+TOP_LEVEL_KEY = re.compile(r"^([a-z_][a-z0-9_]*):")
+# The shared role's variables describe the whole stack, so they carry the stack's prefix.
+PREFIX_OF = {"stack_common": "stack_"}
+
+
+def role_ids() -> list[str]:
+    return [role.name for role in ROLES]
+
+
+def default_variables(role: Path) -> dict[str, int]:
+    """Map each top-level variable of defaults/main.yml to its line number."""
+    defaults = role / "defaults" / "main.yml"
+    if not defaults.exists():
+        return {}
+    found = {}
+    for number, line in enumerate(defaults.read_text().splitlines(), start=1):
+        match = TOP_LEVEL_KEY.match(line)
+        if match:
+            found[match.group(1)] = number
+    return found
+
+
+def main_options(role: Path) -> dict:
+    spec = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
+    return spec["argument_specs"]["main"].get("options", {})
+
+
+def test_ansible_cfg_sets_paths_inventory_and_pipelining() -> None:
+    config = configparser.ConfigParser()
+    config.read(REPO / "ansible.cfg")
+    defaults = config["defaults"]
+    assert defaults["roles_path"] == "roles"
+    assert defaults["library"] == "library"
+    assert defaults["module_utils"] == "module_utils"
+    assert defaults["inventory"] == "inventory/local"
+    assert config["ssh_connection"].getboolean("pipelining")
+
+
+def test_makefile_has_the_readme_entry_points() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    for target in ("bootstrap", "testbed", "deploy", "test", "test-fast", "lint", "validate", "teardown"):
+        assert re.search(rf"^{re.escape(target)}:", makefile, re.MULTILINE), target
+    readme = (REPO / "README.md").read_text()
+    assert "make deploy" in readme
+    assert "make test" in readme
+
+
+@pytest.mark.parametrize("role", ROLES, ids=role_ids())
+def test_role_has_the_expected_files(role: Path) -> None:
+    for relative in ("README.md", "meta/main.yml", "meta/argument_specs.yml", "tasks/main.yml"):
+        assert (role / relative).is_file(), f"{role.name} lacks {relative}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=role_ids())
+def test_every_default_is_commented_prefixed_specified_and_documented(role: Path) -> None:
+    variables = default_variables(role)
+    lines = (role / "defaults" / "main.yml").read_text().splitlines() if variables else []
+    options = main_options(role)
+    readme = (role / "README.md").read_text()
+    prefix = PREFIX_OF.get(role.name, f"{role.name}_")
+    problems = []
+    for name, number in variables.items():
+        previous = lines[number - 2].strip() if number >= 2 else ""
+        if not previous.startswith("#"):
+            problems.append(f"{name}: no comment on the line above it")
+        if not name.startswith(prefix):
+            problems.append(f"{name}: not prefixed with {prefix}")
+        if name not in options:
+            problems.append(f"{name}: missing from meta/argument_specs.yml")
+        if name not in readme:
+            problems.append(f"{name}: missing from README.md")
+    assert not problems, f"role {role.name}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("role", ROLES, ids=role_ids())
+def test_no_image_is_unpinned(role: Path) -> None:
+    for path in role.rglob("*"):
+        if path.is_file() and path.suffix in {".yml", ".yaml", ".j2"}:
+            assert ":latest" not in path.read_text(), f"{path} uses an unpinned :latest image"
