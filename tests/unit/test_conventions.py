@@ -12,7 +12,9 @@ import yaml
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES = sorted(path for path in (REPO / "roles").iterdir() if path.is_dir()) if (REPO / "roles").is_dir() else []
+ROLES = (
+    sorted(path for path in (REPO / "roles").iterdir() if path.is_dir()) if (REPO / "roles").is_dir() else []
+)
 TOP_LEVEL_KEY = re.compile(r"^([a-z_][a-z0-9_]*):")
 # The shared role's variables describe the whole stack, so they carry the stack's prefix.
 PREFIX_OF = {"stack_common": "stack_"}
