@@ -60,7 +60,7 @@ test-e2e: testbed ## End-to-end tier: the stack on the real Docker engine throug
 
 molecule: testbed ## Molecule scenarios (disposable systemd hosts), each through `molecule test`.
 	@mkdir -p $(RESULTS)
-	$(PYTEST) -m molecule
+	$(PYTEST) -m molecule || [ $$? -eq 5 ]  # exit 5: no scenario collected yet
 
 test: ## Every test: lint, unit, integration, e2e, molecule; prints one summary line at the end.
 	@rm -rf $(RESULTS)
