@@ -1,0 +1,250 @@
+# Copyright: the prefect-stack project contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small client for the Prefect v3 REST API and the stack's other HTTP services.
+
+Everything goes through ``ansible.module_utils.urls.open_url`` (standard library underneath),
+so the hosts the modules run on need nothing installed. Every foreseeable failure becomes an
+``ApiError`` whose message names the URL and, for HTTP 401, the variable to check. Credentials
+travel only in the Authorization header and never appear in a message.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import urllib.error
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import open_url
+
+# The inventory variable and the module option an operator fixes after an HTTP 401.
+DEFAULT_AUTH_HINT = "prefect_server_auth_password (module option api_auth_password)"
+ERROR_BODY_LIMIT = 200
+
+
+class ApiError(Exception):
+    """A request that did not produce the expected answer; ``str()`` is a one-line reason."""
+
+    def __init__(self, message: str, status: int | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+
+@dataclass
+class Response:
+    """What came back: the HTTP status, the raw body and the headers (lower-cased names)."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        """The body decoded as JSON, or an ApiError saying it was not JSON."""
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ApiError(f"answer is not JSON ({exc.__class__.__name__}): {excerpt(self.body)}") from exc
+
+    def text(self) -> str:
+        """The body decoded as UTF-8 (undecodable bytes replaced)."""
+        return self.body.decode("utf-8", errors="replace")
+
+
+def excerpt(body: bytes | str, limit: int = ERROR_BODY_LIMIT) -> str:
+    """A single-line, bounded excerpt of a response body for error messages."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def describe_error(
+    exc: BaseException, url: str, timeout: float, auth_hint: str = DEFAULT_AUTH_HINT
+) -> ApiError:
+    """Turn a transport or HTTP exception into an ApiError with a message an operator can act on."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return _describe_http_error(exc, url, auth_hint)
+    reason: Any = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ConnectionRefusedError):
+        return ApiError(
+            f"connection refused: {url} (nothing listens there: is the service running?)", url=url
+        )
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return ApiError(f"no answer within {timeout:g} s: {url}", url=url)
+    if isinstance(reason, socket.gaierror):
+        return ApiError(f"cannot resolve the host name in {url}: {reason.strerror or reason}", url=url)
+    if isinstance(reason, ssl.SSLError | UrlsConnectionError):
+        return ApiError(f"TLS or connection error for {url}: {reason} (see validate_certs)", url=url)
+    if isinstance(reason, FileNotFoundError):
+        return ApiError(f"no such socket for {url}: {reason.filename or reason}", url=url)
+    if isinstance(reason, PermissionError):
+        return ApiError(f"permission denied for {url}: {reason.filename or reason}", url=url)
+    if isinstance(reason, OSError):
+        return ApiError(f"{reason.__class__.__name__} for {url}: {reason.strerror or reason}", url=url)
+    return ApiError(f"{reason.__class__.__name__} for {url}: {reason}", url=url)
+
+
+def _describe_http_error(exc: urllib.error.HTTPError, url: str, auth_hint: str) -> ApiError:
+    if exc.code == 401:
+        return ApiError(f"HTTP 401 Unauthorized from {url}: check {auth_hint}", status=401, url=url)
+    try:
+        body = exc.read()
+    except (OSError, ValueError):
+        body = b""
+    detail = f": {excerpt(body)}" if body else ""
+    return ApiError(f"HTTP {exc.code} from {url}{detail}", status=exc.code, url=url)
+
+
+def http_request(
+    url: str,
+    method: str = "GET",
+    payload: Any = None,
+    timeout: float = 5.0,
+    validate_certs: bool = True,
+    username: str | None = None,
+    password: str | None = None,
+    unix_socket: str | None = None,
+    auth_hint: str = DEFAULT_AUTH_HINT,
+) -> Response:
+    """One HTTP request; JSON-encodes ``payload``; raises ApiError on any failure or HTTP status >= 400."""
+    headers = {"Accept": "application/json"}
+    data = None
+    if payload is not None:
+        data = json.dumps(payload).encode("utf-8")
+        headers["Content-Type"] = "application/json"
+    use_auth = bool(username or password)
+    try:
+        resp = open_url(
+            url,
+            data=data,
+            headers=headers,
+            method=method,
+            timeout=timeout,
+            validate_certs=validate_certs,
+            url_username=username if use_auth else None,
+            url_password=password if use_auth else None,
+            force_basic_auth=use_auth,
+            unix_socket=unix_socket,
+            use_netrc=False,
+            follow_redirects="safe",
+            http_agent="prefect-stack-ansible",
+        )
+        with resp:
+            body = resp.read()
+            status = resp.status
+            resp_headers = {k.lower(): v for k, v in resp.headers.items()}
+    except (urllib.error.URLError, UrlsConnectionError, OSError, ValueError) as exc:
+        raise describe_error(exc, url, timeout, auth_hint) from None
+    return Response(status=status, body=body, headers=resp_headers)
+
+
+def join_url(base: str, path: str) -> str:
+    """``base`` without trailing slash + ``/`` + ``path`` without leading slash."""
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def quote_name(name: str) -> str:
+    """A name made safe for one URL path segment."""
+    return quote(name, safe="")
+
+
+class PrefectApi:
+    """The Prefect v3 REST API below ``api_url`` (for example ``http://127.0.0.1:4200/api``)."""
+
+    def __init__(
+        self,
+        api_url: str,
+        username: str | None = None,
+        password: str | None = None,
+        validate_certs: bool = True,
+        timeout: float = 5.0,
+        auth_hint: str = DEFAULT_AUTH_HINT,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._username = username
+        self._password = password
+        self.validate_certs = validate_certs
+        self.timeout = timeout
+        self.auth_hint = auth_hint
+
+    def url(self, path: str) -> str:
+        """The absolute URL of an API path."""
+        return join_url(self.api_url, path)
+
+    def request(self, method: str, path: str, payload: Any = None) -> Response:
+        """A request to the API (basic auth when a password or user was given)."""
+        return http_request(
+            self.url(path),
+            method=method,
+            payload=payload,
+            timeout=self.timeout,
+            validate_certs=self.validate_certs,
+            username=self._username if self._password else None,
+            password=self._password or None,
+            auth_hint=self.auth_hint,
+        )
+
+    def get(self, path: str) -> Any:
+        """GET, decoded JSON."""
+        return self.request("GET", path).json()
+
+    def post(self, path: str, payload: Any = None) -> Any:
+        """POST (reads in Prefect are POST .../filter), decoded JSON."""
+        return self.request("POST", path, {} if payload is None else payload).json()
+
+    def patch(self, path: str, payload: Any) -> None:
+        """PATCH; Prefect answers 204 without a body."""
+        self.request("PATCH", path, payload)
+
+    def delete(self, path: str) -> None:
+        """DELETE."""
+        self.request("DELETE", path)
+
+    def get_or_none(self, path: str) -> Any:
+        """GET, or None when the object does not exist (HTTP 404)."""
+        try:
+            return self.get(path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # Work pools and queues -------------------------------------------------------------
+
+    def read_work_pool(self, name: str) -> dict[str, Any] | None:
+        """The work pool called ``name``, or None."""
+        return self.get_or_none(f"work_pools/{quote_name(name)}")
+
+    def read_work_queues(self, pool: str) -> list[dict[str, Any]]:
+        """Every queue of a pool (Prefect pages at 200; a pool has few queues)."""
+        return self.post(f"work_pools/{quote_name(pool)}/queues/filter", {"limit": 200})
+
+    def read_workers(self, pool: str) -> tuple[list[dict[str, Any]], str | None]:
+        """The workers that ever polled a pool and the server's Date header (its clock)."""
+        resp = self.request("POST", f"work_pools/{quote_name(pool)}/workers/filter", {"limit": 200})
+        return resp.json() or [], resp.headers.get("date")
+
+    def default_base_job_template(self, pool_type: str) -> dict[str, Any] | None:
+        """The default base job template the server knows for a worker type, or None.
+
+        Prefect 3 serves the worker metadata of its collection registry at
+        ``/collections/views/aggregate-worker-metadata`` (from the registry, or from the copy
+        bundled with the server when the registry is out of reach). The CLI's
+        ``prefect work-pool create --type X`` uses the same data for types it has no local class for.
+        """
+        metadata = self.get("collections/views/aggregate-worker-metadata") or {}
+        for collection in metadata.values():
+            if not isinstance(collection, dict):
+                continue
+            for worker in collection.values():
+                if isinstance(worker, dict) and worker.get("type") == pool_type:
+                    template = worker.get("default_base_job_configuration")
+                    if isinstance(template, dict) and template:
+                        return template
+        return None
