@@ -308,8 +308,20 @@ build_image() {
   rm -rf "$ctx"
 }
 
+# The previous build of a stand-in (ours: it carries our label) is dropped once nothing uses it,
+# so rebuilds do not pile up dangling images. An image a container still uses stays.
+remove_replaced_image() {
+  local image=$1 old_id=$2 ref
+  [[ -n $old_id ]] || return 0
+  [[ "$(docker image inspect -f '{{.Id}}' "$image")" != "$old_id" ]] || return 0
+  ref="$(registry_name "$image")"
+  # The registry-name tag still points at the old build until the push below retags it.
+  docker image inspect -f '{{join .RepoTags " "}}' "$old_id" 2>/dev/null | grep -qw "$ref" && docker tag "$image" "$ref"
+  docker image rm "$old_id" >/dev/null 2>&1 || true
+}
+
 ensure_image() {
-  local name=$1 image=$2 args=$3 dir hash current t0=$SECONDS
+  local name=$1 image=$2 args=$3 dir hash current old_id t0=$SECONDS
   dir="$HERE/images/$name"
   hash="$(definition_hash "$dir" "$args")"
   current="$(docker image inspect -f "{{index .Config.Labels \"$HASH_LABEL\"}}" "$image" 2>/dev/null || true)"
@@ -317,8 +329,10 @@ ensure_image() {
     say "image $image up to date ($hash)."
   else
     say "building $image ($hash)..."
+    old_id="$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)"
     DOCKER_BUILDKIT=0 build_image "$dir" "$image" "$args" "$hash"
     say "  built $image in $((SECONDS - t0)) s ($(docker image inspect -f '{{.Size}}' "$image" | awk '{ printf "%d MB", $1 / 1e6 }'))."
+    remove_replaced_image "$image" "$old_id"
   fi
   push_image "$image"
 }
