@@ -1,0 +1,177 @@
+"""The offline test bed works: its registry serves the stand-in images under the official names,
+the Docker daemon pulls them through its registry mirror, and the images do what the official ones do.
+
+Needs `make testbed` (bash tests/testbed/testbed.sh) to have run. Nothing here deletes an image: the
+only thing removed is the registry-name tag of the Prefect image, which the test pulls back at once.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REGISTRY = "127.0.0.1:5000"
+PREFECT_IMAGE = "prefecthq/prefect:3.9.1-python3.11"
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+HEALTH_TIMEOUT_S = 60.0
+
+STAND_INS = [
+    PREFECT_IMAGE,
+    "redis:7.0.15",
+    "oliver006/redis_exporter:v1.45.0",
+    "prom/prometheus:v2.42.0",
+    "prom/alertmanager:v0.25.0",
+    "prefect-stack-testbed/debian-systemd:bookworm",
+]
+
+
+def docker(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI and return its result (stdout and stderr as text)."""
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def registry_path(image: str) -> tuple[str, str]:
+    """Repository path in the registry and tag of an image; official single names live under library/."""
+    repo, tag = image.rsplit(":", 1)
+    if "/" not in repo:
+        repo = f"library/{repo}"
+    return repo, tag
+
+
+def registry_digest(image: str) -> str:
+    """The manifest digest the test bed registry serves for an image (HEAD on its manifest)."""
+    repo, tag = registry_path(image)
+    request = urllib.request.Request(
+        f"http://{REGISTRY}/v2/{repo}/manifests/{tag}", method="HEAD", headers={"Accept": MANIFEST_V2}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.headers["Docker-Content-Digest"]
+
+
+def repo_digests(image: str) -> list[str]:
+    """RepoDigests the local daemon recorded for an image."""
+    return json.loads(docker("image", "inspect", "--format", "{{json .RepoDigests}}", image).stdout)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def testbed_ready() -> None:
+    """Fail with the fix when the engine or the registry is missing, instead of 30 confusing errors."""
+    if docker("info", check=False).returncode != 0:
+        pytest.fail("no Docker engine answers: run `make testbed` first")
+    try:
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=3).close()
+    except OSError as exc:
+        pytest.fail(f"the test bed registry at {REGISTRY} does not answer ({exc}): run `make testbed` first")
+
+
+@pytest.mark.parametrize("image", STAND_INS)
+def test_registry_serves_the_stand_in_under_its_official_name(image: str) -> None:
+    assert registry_digest(image).startswith("sha256:")
+
+
+def test_registry_name_pull_fetches_the_manifest_from_the_registry() -> None:
+    repo, tag = registry_path(PREFECT_IMAGE)
+    ref = f"{REGISTRY}/{repo}:{tag}"
+    # Untag only when another tag keeps the image, so no one else's image disappears.
+    tags = docker("image", "inspect", "--format", "{{json .RepoTags}}", ref, check=False)
+    if tags.returncode == 0 and len(json.loads(tags.stdout)) > 1:
+        docker("image", "rm", ref)
+    docker("pull", "-q", ref, timeout=300)
+    assert f"{REGISTRY}/{repo}@{registry_digest(PREFECT_IMAGE)}" in repo_digests(ref)
+
+
+def test_official_name_pull_goes_through_the_daemon_mirror() -> None:
+    mirrors = json.loads(docker("info", "--format", "{{json .RegistryConfig.Mirrors}}").stdout)
+    assert f"http://{REGISTRY}/" in mirrors, f"daemon registry mirrors {mirrors} lack http://{REGISTRY}"
+    # No public registry is reachable here: only the mirror can answer this pull.
+    docker("pull", "-q", PREFECT_IMAGE, timeout=300)
+    repo = PREFECT_IMAGE.rsplit(":", 1)[0]
+    assert f"{repo}@{registry_digest(PREFECT_IMAGE)}" in repo_digests(PREFECT_IMAGE)
+
+
+@pytest.fixture
+def prefect_server_url() -> Iterator[str]:
+    """A Prefect server from the stand-in image on a free loopback port, removed even on failure."""
+    name = f"prefect-stack-testbed-e2e-{uuid.uuid4().hex[:8]}"
+    try:
+        # Analytics off: traffic from tests goes to loopback and our own containers only.
+        docker(
+            "run", "-d", "--name", name, "-p", "127.0.0.1::4200",
+            "-e", "PREFECT_SERVER_ANALYTICS_ENABLED=false", PREFECT_IMAGE,
+            "prefect", "server", "start", "--host", "0.0.0.0",
+        )  # fmt: skip
+        host_port = docker("port", name, "4200/tcp").stdout.split()[0]
+        yield f"http://{host_port}"
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+
+
+def wait_for_health(url: str, timeout: float) -> str:
+    """Poll GET /api/health until it answers 200; return the body, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/health", timeout=3) as response:
+                return response.read().decode()
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            last_error = str(exc)
+        time.sleep(0.5)
+    pytest.fail(f"{url}/api/health did not answer within {timeout:.0f} s: {last_error}")
+
+
+def test_prefect_stand_in_serves_a_healthy_api(prefect_server_url: str) -> None:
+    assert json.loads(wait_for_health(prefect_server_url, HEALTH_TIMEOUT_S)) is True
+
+
+def run_in(image: str, entrypoint: str, *args: str) -> str:
+    """Run one command in a throwaway container of `image`; return stdout and stderr together."""
+    result = docker("run", "--rm", "--entrypoint", entrypoint, image, *args, check=False)
+    assert result.returncode == 0, f"{entrypoint} {' '.join(args)} in {image} failed: {result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("image", "command", "expected"),
+    [
+        (PREFECT_IMAGE, ["prefect", "version"], "3.9.1"),
+        (PREFECT_IMAGE, ["python", "--version"], "Python 3.11."),
+        ("redis:7.0.15", ["redis-server", "--version"], "v=7.0.15 "),
+        ("redis:7.0.15", ["/usr/local/bin/redis-cli", "--version"], "redis-cli 7.0.15"),
+        ("oliver006/redis_exporter:v1.45.0", ["/redis_exporter", "-version"], "Exporter 1.45.0"),
+        ("prom/prometheus:v2.42.0", ["/bin/prometheus", "--version"], "version 2.42.0"),
+        ("prom/prometheus:v2.42.0", ["/bin/promtool", "--version"], "version 2.42.0"),
+        ("prom/alertmanager:v0.25.0", ["/bin/alertmanager", "--version"], "version 0.25.0"),
+        ("prom/alertmanager:v0.25.0", ["/bin/amtool", "--version"], "version 0.25.0"),
+    ],
+)
+def test_stand_in_binary_answers_with_the_tagged_version(
+    image: str, command: list[str], expected: str
+) -> None:
+    assert expected in run_in(image, *command)
+
+
+@pytest.mark.parametrize("image", ["prom/prometheus:v2.42.0", "prom/alertmanager:v0.25.0"])
+def test_prom_stand_ins_have_busybox_wget_for_healthchecks(image: str) -> None:
+    assert "BusyBox" in run_in(image, "wget", "--help")
+
+
+def test_prefect_stand_in_has_no_curl_or_wget_like_the_official_image() -> None:
+    output = run_in(PREFECT_IMAGE, "sh", "-c", "command -v curl wget || echo none")
+    assert output.strip() == "none"
+
+
+def test_stand_ins_say_they_are_offline_stand_ins() -> None:
+    for image in STAND_INS:
+        labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", image).stdout)
+        assert "offline" in labels["org.opencontainers.image.description"].lower(), image
+        assert labels["org.prefect-stack.testbed.hash"], image
