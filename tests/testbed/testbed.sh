@@ -37,6 +37,7 @@ IMAGES=(
 )
 
 START=$SECONDS
+DOCKER_JUST_INSTALLED=0
 say() { printf 'testbed: %s\n' "$*"; }
 warn() { printf 'testbed: WARNING: %s\n' "$*" >&2; }
 die() { printf 'testbed: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -54,6 +55,7 @@ ensure_apt_packages() {
     return
   fi
   say "installing apt packages: ${missing[*]}"
+  [[ " ${missing[*]} " == *" docker.io "* ]] && DOCKER_JUST_INSTALLED=1
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -94,6 +96,12 @@ ensure_docker_engine() {
   if docker_answers; then
     if docker info --format '{{range .RegistryConfig.Mirrors}}{{.}} {{end}}' | grep -q "${MIRROR_URL}"; then
       say "Docker engine answers (registry mirror $MIRROR_URL configured)."
+    elif ((DOCKER_JUST_INSTALLED)) && [[ -d /run/systemd/system ]]; then
+      # An engine the package install just started (systemd hosts) is ours to configure.
+      say "configuring the Docker engine installed just now: registry mirror $MIRROR_URL."
+      write_daemon_json
+      systemctl restart docker
+      wait_for_docker
     else
       warn "Docker engine answers but its registry mirrors lack $MIRROR_URL: official-name pulls" \
         "(docker pull redis:7.0.15) cannot reach the test bed registry. Add it to" \
@@ -103,14 +111,24 @@ ensure_docker_engine() {
   fi
   say "no Docker engine answers: writing /etc/docker/daemon.json and starting dockerd."
   write_daemon_json
-  # No systemd on these machines: start dockerd detached from this shell.
-  setsid nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+  # No systemd on the development machines (PID 1 is no init system): dockerd runs detached from
+  # this shell. Where systemd runs, the docker service starts it.
+  if [[ -d /run/systemd/system ]]; then
+    systemctl start docker
+  else
+    setsid nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+  fi
+  wait_for_docker
+  say "dockerd answers."
+}
+
+wait_for_docker() {
   local deadline=$((SECONDS + 60))
   until docker_answers; do
-    ((SECONDS < deadline)) || die "dockerd did not answer within 60 s; see /var/log/dockerd.log."
+    ((SECONDS < deadline)) || die "dockerd did not answer within 60 s; see /var/log/dockerd.log" \
+      "(or 'journalctl -u docker' where systemd runs)."
     sleep 1
   done
-  say "dockerd answers."
 }
 
 # ---------------------------------------------------------------- c. Compose v2 plugin
