@@ -175,3 +175,39 @@ def test_stand_ins_say_they_are_offline_stand_ins() -> None:
         labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", image).stdout)
         assert "offline" in labels["org.opencontainers.image.description"].lower(), image
         assert labels["org.prefect-stack.testbed.hash"], image
+
+
+SYSTEMD_HOST = "prefect-stack-testbed/debian-systemd:bookworm"
+# The run flags that work on these machines (--privileged fails: CAP_SYS_RESOURCE is withheld).
+SYSTEMD_RUN_FLAGS = [
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+]  # fmt: skip
+
+
+def wait_for_boot(name: str, timeout: float) -> str:
+    """Poll `systemctl is-system-running` until boot is over; return the final state."""
+    deadline = time.monotonic() + timeout
+    state = "unknown"
+    while time.monotonic() < deadline:
+        state = docker("exec", name, "systemctl", "is-system-running", check=False).stdout.strip()
+        if state not in {"initializing", "starting", "unknown", ""}:
+            return state
+        time.sleep(0.5)
+    return state
+
+
+def test_systemd_host_boots_with_sshd_running() -> None:
+    name = f"prefect-stack-testbed-e2e-host-{uuid.uuid4().hex[:8]}"
+    try:
+        docker("run", "-d", "--name", name, *SYSTEMD_RUN_FLAGS, SYSTEMD_HOST)
+        state = wait_for_boot(name, 30)
+        failed = docker("exec", name, "systemctl", "--failed", "--no-legend", check=False).stdout
+        assert state in {"running", "degraded"}, f"boot ended in {state!r}; failed units: {failed}"
+        assert docker("exec", name, "systemctl", "is-active", "ssh", check=False).stdout.strip() == "active"
+        assert (
+            docker("exec", name, "test", "-s", "/etc/ssh/ssh_host_ed25519_key", check=False).returncode == 0
+        )
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
