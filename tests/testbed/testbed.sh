@@ -57,8 +57,12 @@ ensure_apt_packages() {
   say "installing apt packages: ${missing[*]}"
   [[ " ${missing[*]} " == *" docker.io "* ]] && DOCKER_JUST_INSTALLED=1
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  mkdir -p "$CACHE"
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+    >"$CACHE/apt.log" 2>&1; then
+    tail -n 20 "$CACHE/apt.log" >&2
+    die "apt-get failed; see $CACHE/apt.log."
+  fi
 }
 
 # ---------------------------------------------------------------- b. Docker engine
@@ -241,6 +245,12 @@ ensure_registry() {
     say "registry answers at $MIRROR_URL."
     return
   fi
+  if [[ -d /run/systemd/system ]] && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    # Installing the package starts its own service where systemd runs; that one demands htpasswd
+    # auth and holds port 5000.
+    say "stopping Debian's packaged docker-registry service (it requires htpasswd auth)."
+    systemctl disable --now docker-registry >/dev/null 2>&1
+  fi
   mkdir -p "$CACHE/registry"
   # http.addr is 0.0.0.0, not 127.0.0.1: disposable "remote host" containers reach this registry
   # through their bridge gateway (e.g. 172.17.0.1:5000). The port is plain HTTP without auth: it
@@ -260,7 +270,10 @@ EOF
   setsid nohup docker-registry serve "$CACHE/registry.yml" >>"$CACHE/registry.log" 2>&1 </dev/null &
   local deadline=$((SECONDS + 20))
   until registry_answers; do
-    ((SECONDS < deadline)) || die "registry did not answer within 20 s; see $CACHE/registry.log."
+    if ((SECONDS >= deadline)); then
+      tail -n 5 "$CACHE/registry.log" >&2
+      die "registry did not answer within 20 s at $MIRROR_URL/v2/; see $CACHE/registry.log."
+    fi
     sleep 0.5
   done
   say "started docker-registry at $MIRROR_URL (storage $CACHE/registry)."
