@@ -159,13 +159,15 @@ def _key_errors(options: Mapping[str, Any], varname: str, extra_keys: list[str])
     for key, value in options.items():
         where = f"{varname}['{key}']"
         if not isinstance(key, str) or not _KEY_PATTERN.match(key):
-            errors.append(f"{varname} has the key {key!r}: daemon.json keys are lower-case words joined by '-'.")
+            errors.append(
+                f"{varname} has the key {key!r}: daemon.json keys are lower-case words joined by '-'."
+            )
         elif key in extra_keys:
             continue
         elif key not in KNOWN_KEYS:
             errors.append(
                 f"{where} is not a daemon.json option dockerd knows, and dockerd refuses to start with it. "
-                f"Fix the spelling, or list it in docker_daemon_options_extra_keys if your engine supports it."
+                "Fix the spelling, or list it in docker_daemon_options_extra_keys if your engine supports it."
             )
         elif not _has_type(value, KNOWN_KEYS[key]):
             errors.append(f"{where} must be {KNOWN_KEYS[key]}, got {_type_name(value)} {value!r}.")
@@ -180,8 +182,9 @@ def _value_errors(options: Mapping[str, Any], varname: str) -> list[str]:
         for name, value in log_opts.items():
             if not isinstance(value, str):
                 errors.append(
-                    f"{varname}['log-opts']['{name}'] must be a string (dockerd reads log options as strings), "
-                    f"got {_type_name(value)} {value!r}: quote it, e.g. \"{value}\"."
+                    f"{varname}['log-opts']['{name}'] must be a string "
+                    f"(dockerd reads log options as strings), got {_type_name(value)} {value!r}: "
+                    f'quote it, e.g. "{value}".'
                 )
     for mirror in _list_of(options, "registry-mirrors"):
         if not isinstance(mirror, str) or not mirror.startswith(("http://", "https://")):
@@ -191,7 +194,8 @@ def _value_errors(options: Mapping[str, Any], varname: str) -> list[str]:
     for registry in _list_of(options, "insecure-registries"):
         if not isinstance(registry, str) or "://" in registry:
             errors.append(
-                f"{varname}['insecure-registries'] entry {registry!r} must be HOST:PORT or a CIDR, without a scheme."
+                f"{varname}['insecure-registries'] entry {registry!r} must be HOST:PORT or a CIDR, "
+                "without a scheme."
             )
     if "hosts" in options:
         errors.append(

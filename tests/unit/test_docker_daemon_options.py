@@ -1,0 +1,83 @@
+"""The docker role's daemon.json checks: what dockerd would refuse is caught before the file is written."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+PLUGIN = Path(__file__).resolve().parents[2] / "roles" / "docker" / "filter_plugins" / "docker_daemon.py"
+
+
+def load_plugin() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("docker_daemon_filter", PLUGIN)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+errors_of = load_plugin().docker_daemon_option_errors
+
+
+def test_the_role_defaults_and_a_typical_site_config_pass() -> None:
+    options = {
+        "log-driver": "json-file",
+        "log-opts": {"max-size": "10m", "max-file": "3"},
+        "registry-mirrors": ["http://172.17.0.1:5000"],
+        "insecure-registries": ["172.17.0.1:5000", "10.0.0.0/8"],
+        "live-restore": True,
+        "max-concurrent-downloads": 4,
+        "default-address-pools": [{"base": "10.200.0.0/16", "size": 24}],
+    }
+    assert errors_of(options) == []
+
+
+def test_a_number_as_log_option_is_refused_with_the_variable_and_the_fix() -> None:
+    errors = errors_of({"log-opts": {"max-file": 3}})
+    assert len(errors) == 1
+    assert "docker_daemon_options['log-opts']['max-file']" in errors[0]
+    assert "must be a string" in errors[0]
+    assert '"3"' in errors[0]
+
+
+def test_a_misspelt_key_is_refused_and_the_escape_hatch_accepts_it() -> None:
+    errors = errors_of({"registry-mirror": ["http://mirror:5000"]})
+    assert len(errors) == 1
+    assert "docker_daemon_options['registry-mirror']" in errors[0]
+    assert "docker_daemon_options_extra_keys" in errors[0]
+    assert errors_of({"registry-mirror": []}, "docker_daemon_options", ["registry-mirror"]) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"live-restore": "yes"}, "must be a boolean"),
+        ({"debug": 1}, "must be a boolean"),
+        ({"mtu": True}, "must be an integer"),
+        ({"registry-mirrors": "http://mirror:5000"}, "must be a list"),
+        ({"log-opts": ["max-size=10m"]}, "must be a dict"),
+        ({"registry-mirrors": ["mirror:5000"]}, "must be a URL"),
+        ({"insecure-registries": ["http://mirror:5000"]}, "without a scheme"),
+        ({"hosts": ["unix:///run/docker.sock"]}, "-H fd://"),
+        ({"log-level": "verbose"}, "must be one of"),
+        ({"Log-Driver": "json-file"}, "lower-case"),
+    ],
+)
+def test_values_dockerd_rejects_are_refused(options: dict, needle: str) -> None:
+    errors = errors_of(options)
+    assert errors, options
+    assert any(needle in error for error in errors), errors
+
+
+def test_the_variable_name_in_messages_is_the_one_given() -> None:
+    errors = errors_of({"debug": "true"}, "docker_daemon_options_base")
+    assert errors[0].startswith("docker_daemon_options_base['debug']")
+
+
+def test_a_non_dict_is_refused() -> None:
+    assert "must be a dict" in errors_of(["log-driver"])[0]
