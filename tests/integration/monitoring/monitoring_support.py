@@ -177,6 +177,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
+    (out / "_configs" / "with-secrets.json").write_text(Path(f"{document}.with-secrets.json").read_text())
     return out
 
 
