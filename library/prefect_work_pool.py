@@ -390,7 +390,7 @@ class WorkPoolManager:
             self.actions.append(f"create queue {name}")
             if self.check_mode:
                 return {"name": name, "is_paused": False, "concurrency_limit": None, **wanted}
-            return self.api.post(f"{self.path}/queues/", {"name": name, **wanted})
+            return self.api.post(f"{self.path}/queues", {"name": name, **wanted})
         changes = changed_fields(queue, wanted)
         if changes:
             self.actions.append(f"update queue {name}: {describe_changes(queue, changes)}")

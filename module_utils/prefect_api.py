@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A small client for the Prefect v3 REST API and the stack's other HTTP services.
 
-Everything goes through ``ansible.module_utils.urls.open_url`` (standard library underneath),
+Everything goes through ``ansible.module_utils.urls.Request`` (standard library underneath),
 so the hosts the modules run on need nothing installed. Every foreseeable failure becomes an
 ``ApiError`` whose message names the URL and, for HTTP 401, the variable to check. Credentials
 travel only in the Authorization header and never appear in a message.
@@ -13,17 +13,20 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import threading
 import urllib.error
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible.module_utils.urls import open_url
+from ansible.module_utils.urls import Request, make_context
 
 # The inventory variable and the module option an operator fixes after an HTTP 401.
 DEFAULT_AUTH_HINT = "prefect_server_auth_password (module option api_auth_password)"
 ERROR_BODY_LIMIT = 200
+_TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}
+_TLS_LOCK = threading.Lock()
 
 
 class ApiError(Exception):
@@ -120,11 +123,11 @@ def http_request(
         headers["Content-Type"] = "application/json"
     use_auth = bool(username or password)
     try:
-        resp = open_url(
+        resp = Request().open(
+            method,
             url,
             data=data,
             headers=headers,
-            method=method,
             timeout=timeout,
             validate_certs=validate_certs,
             url_username=username if use_auth else None,
@@ -134,6 +137,7 @@ def http_request(
             use_netrc=False,
             follow_redirects="safe",
             http_agent="prefect-stack-ansible",
+            context=tls_context(url, validate_certs),
         )
         with resp:
             body = resp.read()
@@ -142,6 +146,19 @@ def http_request(
     except (urllib.error.URLError, UrlsConnectionError, OSError, ValueError) as exc:
         raise describe_error(exc, url, timeout, auth_hint) from None
     return Response(status=status, body=body, headers=resp_headers)
+
+
+def tls_context(url: str, validate_certs: bool) -> ssl.SSLContext:
+    """One TLS context per process and policy: loading the CA bundle costs ~0.1 s per request otherwise.
+
+    Plain http:// URLs get a context that is never used (urllib wants one), without the CA bundle.
+    """
+    if not url.startswith("https://"):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    with _TLS_LOCK:
+        if validate_certs not in _TLS_CONTEXTS:
+            _TLS_CONTEXTS[validate_certs] = make_context(validate_certs=validate_certs)
+        return _TLS_CONTEXTS[validate_certs]
 
 
 def join_url(base: str, path: str) -> str:
