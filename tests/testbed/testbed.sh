@@ -306,7 +306,7 @@ push_image() {
     return
   fi
   docker tag "$image" "$ref"
-  docker push -q "$ref" >/dev/null
+  docker push -q "$ref" >/dev/null || die "pushing $ref to $MIRROR_URL failed."
   say "  pushed $ref."
 }
 
