@@ -140,7 +140,7 @@ version_ge() { [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" == "$2" ]
 
 ensure_compose_plugin() {
   local src dest=/usr/local/lib/docker/cli-plugins/docker-compose version
-  src="$(ls "$VENV"/lib/python3*/site-packages/compose/docker-compose 2>/dev/null | head -1 || true)"
+  src="$(compgen -G "$VENV/lib/python3*/site-packages/compose/docker-compose" | head -1 || true)"
   if [[ -n $src ]] && ! cmp -s "$src" "$dest"; then
     install -D -m 0755 "$src" "$dest"
     say "installed Compose v2 plugin from $src."
