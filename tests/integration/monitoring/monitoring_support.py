@@ -35,6 +35,16 @@ DASHBOARDS = REPO / "files" / "grafana" / "dashboards"
 PREFECT_USER = "admin"
 PREFECT_PASSWORD = "integration-prefect-password"
 REDIS_PASSWORD = "integration-redis-password"
+IDLE_PREFECT_SERVICES = (
+    "SCHEDULER",
+    "LATE_RUNS",
+    "FOREMAN",
+    "PAUSE_EXPIRATIONS",
+    "CANCELLATION_CLEANUP",
+    "TRIGGERS",
+    "EVENT_LOGGER",
+    "DB_VACUUM",
+)
 EXPECTED_JOBS = {"prometheus", "prefect-server", "redis-exporter", "alertmanager"}
 # Built-in jobs -> target address in the rendered prometheus.yml (service names on the stack network).
 STACK_TARGETS = {
@@ -131,7 +141,7 @@ class Processes:
             argv,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | (env or {}),
             cwd=self.workdir,
             start_new_session=True,
         )
@@ -293,6 +303,8 @@ def live_stack(rendered: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
             ],
         )
         prefect_env = {
+            # Background services these tests never need: less start-up work on a busy machine.
+            **{f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in IDLE_PREFECT_SERVICES},
             "PREFECT_HOME": str(workdir / "prefect-home"),
             "PREFECT_SERVER_API_AUTH_STRING": f"{PREFECT_USER}:{PREFECT_PASSWORD}",
             "PREFECT_SERVER_METRICS_ENABLED": "true",

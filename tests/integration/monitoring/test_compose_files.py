@@ -1,0 +1,88 @@
+"""The monitoring roles' compose files as rendered with their defaults: accepted by `docker compose
+config` (the same check stack_common runs before a compose file goes live), ports on
+stack_bind_address, config directories mounted read-only, named volumes, healthchecks, no secrets."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+SERVICES = {
+    "prometheus": ("prom/prometheus:v2.42.0", "9090", "/etc/prometheus", "prometheus_data:/prometheus"),
+    "alertmanager": (
+        "prom/alertmanager:v0.25.0",
+        "9093",
+        "/etc/alertmanager",
+        "alertmanager_data:/alertmanager",
+    ),
+    "grafana": ("grafana/grafana:11.3.0", "3000", "/etc/grafana/stack", "grafana_data:/var/lib/grafana"),
+}
+
+
+def compose(rendered: Path, component: str) -> dict:
+    return yaml.safe_load((rendered / component / "compose.yml").read_text())
+
+
+@pytest.mark.parametrize("component", sorted(SERVICES))
+def test_docker_compose_accepts_the_compose_file(rendered: Path, component: str) -> None:
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
+        pytest.fail("docker compose (v2) is missing: run `make testbed`")
+    project = rendered / component
+    result = subprocess.run(
+        [
+            docker,
+            "compose",
+            "--project-directory",
+            str(project),
+            "-f",
+            str(project / "compose.yml"),
+            "config",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("component", sorted(SERVICES))
+def test_the_service_is_pinned_local_read_only_and_healthchecked(rendered: Path, component: str) -> None:
+    image, port, config_dir, volume = SERVICES[component]
+    document = compose(rendered, component)
+    assert document["name"] == f"prefect-stack-{component}"
+    [service] = document["services"].values()
+    assert service["image"] == image
+    assert service["container_name"] == component
+    assert service["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert set(service["volumes"]) == {f"./config:{config_dir}:ro", volume}
+    assert service["healthcheck"]["test"][0] == "CMD"
+    assert document["networks"] == {"stack": {"name": "prefect-stack", "external": True}}
+    volume_name = volume.split(":")[0]
+    assert document["volumes"] == {volume_name: {"name": volume_name}}
+
+
+def test_prometheus_flags(rendered: Path) -> None:
+    command = compose(rendered, "prometheus")["services"]["prometheus"]["command"]
+    assert "--web.enable-lifecycle" in command
+    assert "--storage.tsdb.retention.time=15d" in command
+    assert "--storage.tsdb.retention.size=5GB" in command
+    assert "--config.file=/etc/prometheus/prometheus.yml" in command
+
+
+def test_grafana_reads_its_password_from_a_file_and_forbids_sign_up(rendered: Path) -> None:
+    service = compose(rendered, "grafana")["services"]["grafana"]
+    environment = service["environment"]
+    assert environment["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/etc/grafana/stack/secrets/admin_password"
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in environment
+    assert environment["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert environment["GF_PATHS_PROVISIONING"] == "/etc/grafana/stack/provisioning"
+    assert service["labels"]["prefect-stack.config-hash"] == "render-only-config-hash"
