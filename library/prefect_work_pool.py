@@ -462,6 +462,7 @@ def main() -> None:
         password=params["api_auth_password"],
         validate_certs=params["validate_certs"],
         timeout=params["request_timeout"],
+        busy_retries=3,
     )
     manager = WorkPoolManager(api, params, module.check_mode)
     try:

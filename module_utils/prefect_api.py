@@ -3,9 +3,12 @@
 """A small client for the Prefect v3 REST API and the stack's other HTTP services.
 
 Everything goes through ``ansible.module_utils.urls.Request`` (standard library underneath),
-so the hosts the modules run on need nothing installed. Every foreseeable failure becomes an
-``ApiError`` whose message names the URL and, for HTTP 401, the variable to check. Credentials
-travel only in the Authorization header and never appear in a message.
+so the hosts the modules run on need nothing installed. ``Request.open`` installs its opener
+process-wide; every request made here uses the same settings (no Unix socket, one TLS policy per
+module run), so concurrent threads cannot pick up an opener that sends them elsewhere.
+
+Every foreseeable failure becomes an ``ApiError`` whose message names the URL and, for HTTP 401,
+the variable to check. Credentials travel only in the Authorization header, never in a message.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 import urllib.error
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,8 +186,12 @@ class PrefectApi:
         validate_certs: bool = True,
         timeout: float = 5.0,
         auth_hint: str = DEFAULT_AUTH_HINT,
+        busy_retries: int = 0,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        # SQLite answers "database is locked" under concurrent writes; Prefect turns it into 503
+        # and rolls the transaction back, so the same request may be sent again.
+        self.busy_retries = busy_retries
         self._username = username
         self._password = password
         self.validate_certs = validate_certs
@@ -195,7 +203,17 @@ class PrefectApi:
         return join_url(self.api_url, path)
 
     def request(self, method: str, path: str, payload: Any = None) -> Response:
-        """A request to the API (basic auth when a password or user was given)."""
+        """A request to the API (basic auth when a password was given); 503 retried ``busy_retries`` times."""
+        for attempt in range(self.busy_retries + 1):
+            try:
+                return self._request_once(method, path, payload)
+            except ApiError as exc:
+                if exc.status != 503 or attempt == self.busy_retries:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _request_once(self, method: str, path: str, payload: Any) -> Response:
         return http_request(
             self.url(path),
             method=method,

@@ -10,6 +10,8 @@ in threads and are retried by the module until they pass or time runs out.
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
+import json
 import socket
 import time
 import uuid
@@ -33,7 +35,6 @@ from ansible.module_utils.prefect_api import (
 DEFAULT_HEARTBEAT_SECONDS = 30.0
 # A worker is alive while its last heartbeat is younger than this many intervals.
 HEARTBEAT_TOLERANCE = 3
-DOCKER_SOCKET_BASE = "http://localhost"
 
 CHECK_NAMES = (
     "liveness",
@@ -462,17 +463,62 @@ def check_redis(ctx: CheckContext) -> str:
     return f"{where} answered PONG" + (" after AUTH" if password else "")
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (the Docker Engine API), standard library only.
+
+    Not ``ansible.module_utils.urls``: its Request installs a process-wide urllib opener, so a
+    Unix-socket request running in one thread would capture the TCP requests of the others.
+    """
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def docker_get(socket_path: str, path: str, timeout: float) -> tuple[int, Any]:
+    """(HTTP status, decoded JSON) of a GET to the Docker Engine API; CheckFailed naming the socket."""
+    conn = UnixHTTPConnection(socket_path, timeout)
+    try:
+        conn.request("GET", path, headers={"Host": "docker"})
+        resp = conn.getresponse()
+        body = resp.read()
+    except FileNotFoundError:
+        raise CheckFailed(f"no Docker socket at {socket_path} (is Docker installed and running?)") from None
+    except PermissionError:
+        raise CheckFailed(f"permission denied on {socket_path} (run with become: true)") from None
+    except ConnectionRefusedError:
+        raise CheckFailed(f"the Docker daemon does not answer on {socket_path}") from None
+    except TimeoutError:
+        raise CheckFailed(f"no answer within {timeout:g} s from {socket_path}") from None
+    except OSError as exc:
+        raise CheckFailed(f"{exc.__class__.__name__} on {socket_path}: {exc.strerror or exc}") from None
+    finally:
+        conn.close()
+    try:
+        return resp.status, json.loads(body.decode("utf-8")) if body else None
+    except ValueError:
+        return resp.status, excerpt(body)
+
+
 def container_state(ctx: CheckContext, name: str) -> tuple[bool, str]:
     """(ok, text) for one container from the Docker Engine API over its Unix socket."""
-    url = f"{DOCKER_SOCKET_BASE}/containers/{quote_name(name)}/json"
-    try:
-        info = (
-            http_request(url, timeout=ctx.api.timeout, unix_socket=ctx.params["docker_socket"]).json() or {}
-        )
-    except ApiError as exc:
-        if exc.status == 404:
-            return False, f"{name} does not exist"
-        raise CheckFailed(f"Docker socket {ctx.params['docker_socket']}: {exc}") from None
+    status, info = docker_get(
+        ctx.params["docker_socket"], f"/containers/{quote_name(name)}/json", ctx.api.timeout
+    )
+    if status == 404:
+        return False, f"{name} does not exist"
+    if status >= 400 or not isinstance(info, dict):
+        raise CheckFailed(f"Docker API answered {status} for {name}: {excerpt(str(info))}")
     state = info.get("State") or {}
     health = (state.get("Health") or {}).get("Status")
     if health:

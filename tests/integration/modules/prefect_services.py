@@ -21,10 +21,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +38,16 @@ PREFECT = VENV_BIN / "prefect"
 AUTH_USER, AUTH_PASSWORD = "admin", "integration-secret-pw"
 REDIS_PASSWORD = "redis-integration-pw"
 HEARTBEAT_SECONDS = 2
+IDLE_SERVICES = (
+    "SCHEDULER",
+    "LATE_RUNS",
+    "FOREMAN",
+    "PAUSE_EXPIRATIONS",
+    "CANCELLATION_CLEANUP",
+    "TRIGGERS",
+    "EVENT_LOGGER",
+    "DB_VACUUM",
+)
 BINARIES = {
     "redis": "/usr/bin/redis-server",
     "exporter": "/usr/bin/prometheus-redis-exporter",
@@ -134,11 +146,47 @@ def prefect_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def launch_server(root: Path, name: str, auth: tuple[str, str] | None) -> PrefectServer:
+def migrated_database(cache_dir: Path, root: Path) -> Path:
+    """A SQLite database with Prefect's schema, migrated once and cached per Prefect version.
+
+    Migrating takes most of a server's start-up; the servers start from copies with
+    PREFECT_SERVER_DATABASE_MIGRATE_ON_START=false.
+    """
+    version = subprocess.run(
+        [str(PREFECT), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    cached = cache_dir / f"prefect-{version}.db"
+    if cached.exists():
+        return cached
+    work = root / "migrate"
+    work.mkdir()
+    env = prefect_env(
+        work, {"PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{work / 'p.db'}"}
+    )
+    proc = subprocess.run(
+        [str(PREFECT), "server", "database", "upgrade", "-y"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"prefect server database upgrade failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    shutil.copyfile(work / "p.db", cached.with_suffix(".tmp"))
+    cached.with_suffix(".tmp").rename(cached)
+    return cached
+
+
+def launch_server(root: Path, name: str, auth: tuple[str, str] | None, template: Path) -> PrefectServer:
     home = root / name
     home.mkdir(parents=True)
+    shutil.copyfile(template, home / "prefect.db")
     port = free_port()
     extra = {
+        "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
+        # Services these tests never need: less SQLite write contention on a busy test machine.
+        **{f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in IDLE_SERVICES},
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
     }
@@ -150,16 +198,19 @@ def launch_server(root: Path, name: str, auth: tuple[str, str] | None) -> Prefec
 
 
 @pytest.fixture(scope="session")
-def _servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, PrefectServer]]:
+def _servers(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[dict[str, PrefectServer]]:
     """Start both Prefect servers at once (each takes several seconds to come up)."""
     root = tmp_path_factory.mktemp("prefect")
+    template = migrated_database(pytestconfig.cache.mkdir("prefect-db"), root)
     servers = {
-        "open": launch_server(root, "open", None),
-        "auth": launch_server(root, "auth", (AUTH_USER, AUTH_PASSWORD)),
+        "open": launch_server(root, "open", None, template),
+        "auth": launch_server(root, "auth", (AUTH_USER, AUTH_PASSWORD), template),
     }
     try:
         for server in servers.values():
-            wait_http(f"{server.api_url}/ready", 90, server.service.proc, server.service.log)
+            wait_http(f"{server.api_url}/ready", 180, server.service.proc, server.service.log)
         yield servers
     finally:
         for server in servers.values():
@@ -424,6 +475,24 @@ def fake_grafana() -> Iterator[tuple[str, type[_FakeGrafana]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def api(server: PrefectServer, method: str, path: str, payload: Any = None) -> Any:
+    """A request of the test itself to the Prefect API; SQLite's transient 503 is retried."""
+    data = json.dumps(payload).encode() if payload is not None else None
+    for attempt in range(5):
+        request = urllib.request.Request(
+            f"{server.api_url}/{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as resp:
+                body = resp.read()
+            return json.loads(body) if body else None
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or attempt == 4:
+                raise
+            time.sleep(1)
+    return None
 
 
 def copy_flows(dest: Path) -> Path:

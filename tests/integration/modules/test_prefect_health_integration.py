@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from prefect_module_runner import run_module
-from prefect_services import HEARTBEAT_SECONDS, REDIS_PASSWORD, Monitoring, PrefectServer, Workers
+from prefect_services import HEARTBEAT_SECONDS, REDIS_PASSWORD, Monitoring, PrefectServer, Workers, api
 
 pytestmark = pytest.mark.integration
 
@@ -132,10 +132,7 @@ def test_deleted_queue_fails_only_work_queue(prefect_server: PrefectServer) -> N
     pool(prefect_server, "queue-pool", queues=[{"name": "default"}, {"name": "extra"}])
     args = {"api_url": prefect_server.api_url, "work_pool": "queue-pool", "work_queues": ["default", "extra"]}
     assert health(args)["healthy"]
-    request = urllib.request.Request(
-        f"{prefect_server.api_url}/work_pools/queue-pool/queues/extra", method="DELETE"
-    )
-    urllib.request.urlopen(request, timeout=10).close()
+    api(prefect_server, "DELETE", "work_pools/queue-pool/queues/extra")
     result = health(args)
     assert failed(result) == {"work_queue"}, result["msg"]
     assert "missing queue 'extra'" in result["checks"]["work_queue"]["detail"]

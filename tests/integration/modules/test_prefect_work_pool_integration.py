@@ -9,19 +9,9 @@ from typing import Any
 
 import pytest
 from prefect_module_runner import run_module, run_playbook
-from prefect_services import PrefectServer
+from prefect_services import PrefectServer, api
 
 pytestmark = pytest.mark.integration
-
-
-def api(server: PrefectServer, method: str, path: str, payload: Any = None) -> Any:
-    data = json.dumps(payload).encode() if payload is not None else None
-    request = urllib.request.Request(
-        f"{server.api_url}/{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=15) as resp:
-        body = resp.read()
-    return json.loads(body) if body else None
 
 
 def work_pool(server: PrefectServer, **args: Any) -> dict[str, Any]:
