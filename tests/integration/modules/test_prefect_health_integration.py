@@ -120,9 +120,11 @@ def test_worker_stopped_fails_only_workers_within_three_heartbeats(
     until(args, lambda r: r["healthy"], 60)
     worker.stop()  # SIGKILL: the worker vanishes without deregistering, like a crashed container
     killed = time.monotonic()
-    result = until(args, lambda r: not r["healthy"], 4 * HEARTBEAT_SECONDS + 5)
+    until({**args, "checks": ["workers"]}, lambda r: not r["healthy"], 4 * HEARTBEAT_SECONDS + 5)
     detected = time.monotonic() - killed
     assert detected <= 3 * HEARTBEAT_SECONDS + 2, f"detected after {detected:.1f} s"
+    # every check again; the module's own retry loop absorbs SQLite's transient 503 under load
+    result = health({**args, "timeout": 3, "interval": 0.5})
     assert failed(result) == {"workers"}, result["msg"]
     assert "0 alive of 1 seen, 1 required; stale: it-worker-stopping" in result["checks"]["workers"]["detail"]
     assert {"liveness", "work_pool", "work_queue", "db_roundtrip"} <= set(result["checks"])
