@@ -1,0 +1,324 @@
+"""The product deploy on THIS machine: `ansible-playbook playbooks/stack.yml` through the real images.
+
+Runs the real playbooks against the real Docker engine with the test bed's stand-in images (pulled
+through the daemon's registry mirror from 127.0.0.1:5000), default ports and container names, and
+the generated secrets of inventory/local (inventory/local/.secrets/). One deployed stack is shared by
+the whole module (a module-scoped fixture); the tests run in file order and later ones build on
+earlier ones (second run, bad input, a Redis change, teardown + redeploy). Grafana is off (offline
+profile: no Grafana image can be built here). Every playbook run prints its duration.
+
+Needs `make testbed`. Leaves the stack deployed (that is the product's state on this machine).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import stat
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK_BIN = REPO / ".venv" / "bin" / "ansible-playbook"
+OFFLINE_VARS = REPO / "tests" / "testbed" / "offline-vars.yml"
+SECRETS_DIR = REPO / "inventory" / "local" / ".secrets"
+BASE_DIR = Path("/opt/prefect-stack")
+PREFECT_IMAGE = "prefecthq/prefect:3.9.1-python3.11"
+REDIS_IMAGE = "redis:7.0.15"
+NETWORK = "prefect-stack"
+API = "http://127.0.0.1:4200/api"
+# Containers with a healthcheck, and those whose image has none (the exporter's has no shell).
+HEALTHCHECKED = ["redis", "prefect_server", "prometheus", "alertmanager", "prefect_worker"]
+UNCHECKED = ["redis_exporter"]
+ALL_CONTAINERS = HEALTHCHECKED + UNCHECKED
+VOLUMES = ["prefect_server_data", "redis_data"]
+SECRET_NAMES = ["redis_password", "prefect_server_auth_password"]
+# A full converge takes about 3 minutes on a loaded 2-core machine; a first deploy longer.
+PLAYBOOK_TIMEOUT_S = 1500
+
+
+@dataclass
+class Run:
+    """One ansible-playbook run: exit code, combined output, duration and the recap counters."""
+
+    rc: int
+    output: str
+    seconds: float
+
+    def recap(self) -> dict[str, int]:
+        """Sum the PLAY RECAP counters over every host."""
+        totals: dict[str, int] = {}
+        for line in self.output.splitlines():
+            if re.match(r"^\S+\s+:\s+ok=", line):
+                for key, value in re.findall(r"(\w+)=(\d+)", line):
+                    totals[key] = totals.get(key, 0) + int(value)
+        return totals
+
+
+def playbook(name: str, *args: str) -> Run:
+    """Run a playbook of the repository from its root (so ansible.cfg applies) and time it."""
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "PY_COLORS": "0"}
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(PLAYBOOK_BIN), name, "-e", f"@{OFFLINE_VARS}", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PLAYBOOK_TIMEOUT_S,
+        check=False,
+    )
+    run = Run(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
+    print(f"[timing] ansible-playbook {name} {' '.join(args)}: {run.seconds:.1f} s rc={run.rc} {run.recap()}")
+    return run
+
+
+def docker(
+    *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI."""
+    return subprocess.run(
+        ["docker", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def inspect(name: str) -> dict:
+    """`docker inspect` of one container."""
+    return json.loads(docker("inspect", name).stdout)[0]
+
+
+def started_at() -> dict[str, str]:
+    """StartedAt of every stack container (changes whenever a container restarts or is recreated)."""
+    return {name: inspect(name)["State"]["StartedAt"] for name in ALL_CONTAINERS}
+
+
+def secret(name: str) -> str:
+    return (SECRETS_DIR / name).read_text().strip()
+
+
+def api(path: str, body: dict | None = None, auth: bool = True) -> tuple[int, object]:
+    """Call the Prefect API (POST when a body is given) and return status and decoded JSON."""
+    request = urllib.request.Request(f"{API}{path}", method="POST" if body is not None else "GET")
+    if body is not None:
+        request.data = json.dumps(body).encode()
+        request.add_header("Content-Type", "application/json")
+    if auth:
+        token = base64.b64encode(f"admin:{secret('prefect_server_auth_password')}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        return error.code, None
+
+
+def redis_cli(*command: str, password: str | None) -> subprocess.CompletedProcess[str]:
+    """redis-cli from ANOTHER container on the stack network, authenticated through REDISCLI_AUTH."""
+    args = ["run", "--rm", "--network", NETWORK]
+    env = {}
+    if password is not None:
+        args += ["-e", "REDISCLI_AUTH"]
+        env["REDISCLI_AUTH"] = password
+    return docker(*args, REDIS_IMAGE, "redis-cli", "-h", "redis", *command, check=False, env=env)
+
+
+def wait_for(predicate, timeout: float, interval: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def assert_converged(run: Run) -> None:
+    assert run.rc == 0, run.output[-6000:]
+    assert run.recap().get("failed", 0) == 0
+
+
+@pytest.fixture(scope="module")
+def stack() -> Run:
+    """Deploy the stack once for the module (a no-op converge when it already runs)."""
+    if docker("image", "inspect", PREFECT_IMAGE, check=False).returncode != 0:
+        pull = docker("pull", PREFECT_IMAGE, check=False)
+        if pull.returncode != 0:
+            pytest.skip("the test bed images are not available: run `make testbed` first")
+    run = playbook("playbooks/stack.yml")
+    assert_converged(run)
+    return run
+
+
+def test_every_container_is_healthy(stack: Run) -> None:
+    for name in HEALTHCHECKED:
+        state = inspect(name)["State"]
+        assert state["Running"], name
+        assert state["Health"]["Status"] == "healthy", (name, state["Health"]["Log"][-1:])
+    for name in UNCHECKED:
+        assert inspect(name)["State"]["Running"], name
+
+
+def test_published_ports_bind_to_loopback_only(stack: Run) -> None:
+    for name in ALL_CONTAINERS:
+        for bindings in (inspect(name)["HostConfig"]["PortBindings"] or {}).values():
+            assert all(binding["HostIp"] == "127.0.0.1" for binding in bindings), (name, bindings)
+
+
+def test_ui_and_ready_answer_and_the_api_requires_auth(stack: Run) -> None:
+    with urllib.request.urlopen("http://127.0.0.1:4200/", timeout=15) as response:
+        assert response.status == 200
+        assert "<html" in response.read().decode().lower()
+    with urllib.request.urlopen(f"{API}/ready", timeout=15) as response:
+        assert response.status == 200
+    with urllib.request.urlopen("http://127.0.0.1:4200/ui-settings", timeout=15) as response:
+        assert json.load(response)["api_url"] == "http://localhost:4200/api"
+    assert api("/admin/version", auth=False)[0] == 401
+    assert api("/admin/version") == (200, "3.9.1")
+
+
+def test_a_worker_is_online_in_the_default_pool(stack: Run) -> None:
+    def online() -> bool:
+        status, workers = api("/work_pools/default/workers/filter", {})
+        if status != 200:
+            return False
+        now = datetime.now(UTC)
+        for worker in workers:
+            beat = datetime.fromisoformat(worker["last_heartbeat_time"].replace("Z", "+00:00"))
+            if (now - beat).total_seconds() < 2 * worker["heartbeat_interval_seconds"] + 10:
+                return True
+        return False
+
+    assert wait_for(online, timeout=90), api("/work_pools/default/workers/filter", {})
+    status, pool = api("/work_pools/default")
+    assert status == 200
+    assert (pool["type"], pool["concurrency_limit"]) == ("process", 5)
+    assert pool["base_job_template"], "a pool without a job template cannot run flows"
+    status, queues = api("/work_pools/default/queues/filter", {})
+    assert "default" in [queue["name"] for queue in queues]
+    worker_env = inspect("prefect_worker")["Config"]["Env"]
+    assert "PREFECT_CLIENT_METRICS_ENABLED=false" in worker_env
+
+
+def test_redis_answers_with_the_password_from_another_container_and_refuses_without(stack: Run) -> None:
+    with_password = redis_cli("ping", password=secret("redis_password"))
+    assert with_password.stdout.strip() == "PONG", with_password.stderr
+    without = redis_cli("ping", password=None)
+    assert "NOAUTH" in without.stdout + without.stderr
+    wrong = redis_cli("ping", password="not-the-password")
+    assert "PONG" not in wrong.stdout
+    assert secret("redis_password") not in json.dumps(inspect("redis")), "password visible in docker inspect"
+    assert secret("redis_password") not in json.dumps(inspect("redis_exporter"))
+
+
+def test_second_run_changes_nothing_restarts_nothing_and_logs_no_secret(stack: Run) -> None:
+    before = started_at()
+    run = playbook("playbooks/stack.yml", "-vv")
+    assert_converged(run)
+    changed = [line for line in run.output.splitlines() if line.startswith("changed:")]
+    assert run.recap()["changed"] == 0, changed
+    assert started_at() == before
+    for name in SECRET_NAMES:
+        assert secret(name) not in run.output, f"{name} appears in the -vv output"
+        assert secret(name) not in stack.output, f"{name} appears in the first run's output"
+
+
+def test_no_secret_in_a_world_readable_file(stack: Run) -> None:
+    assert stat.S_IMODE(SECRETS_DIR.stat().st_mode) == 0o700
+    for path in SECRETS_DIR.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    values = [secret(name) for name in SECRET_NAMES]
+    leaks = []
+    for path in BASE_DIR.rglob("*"):
+        if not path.is_file() or path.stat().st_size > 1_000_000:
+            continue
+        text = path.read_text(errors="replace")
+        if any(value in text for value in values) and path.stat().st_mode & 0o077:
+            leaks.append(f"{path} {oct(stat.S_IMODE(path.stat().st_mode))}")
+    assert not leaks
+    for compose in BASE_DIR.glob("*/compose.yml"):
+        assert not any(value in compose.read_text() for value in values), compose
+
+
+BAD_INPUTS = [
+    pytest.param({"stack_generate_missing_secrets": False}, "redis_password", id="redis-password-missing"),
+    pytest.param(
+        {"stack_bind_address": "0.0.0.0", "prefect_server_auth_password": ""},
+        "prefect_server_auth_password",
+        id="prefect-auth-missing-when-exposed",
+    ),
+    pytest.param({"redis_port": 4200}, "redis_port", id="duplicate-ports"),
+    pytest.param({"redis_maxmemory": "lots"}, "redis_maxmemory", id="bad-redis-maxmemory"),
+]
+
+
+@pytest.mark.parametrize(("extra", "variable"), BAD_INPUTS)
+def test_bad_input_fails_before_any_change(stack: Run, extra: dict, variable: str) -> None:
+    deployed = [*BASE_DIR.glob("*/compose.yml"), *BASE_DIR.glob("*/config/**/*")]
+    configs = {path: path.stat().st_mtime_ns for path in deployed if path.is_file()}
+    before = started_at()
+    run = playbook("playbooks/stack.yml", "-e", json.dumps(extra))
+    assert run.rc != 0
+    failure = run.output[run.output.find("fatal:") :]
+    assert variable in failure, run.output[-3000:]
+    assert run.recap().get("changed", 0) == 0
+    assert started_at() == before
+    assert {path: path.stat().st_mtime_ns for path in configs} == configs
+
+
+def test_changing_a_redis_setting_restarts_only_redis(stack: Run) -> None:
+    before = started_at()
+    run = playbook("playbooks/stack.yml", "-e", "redis_maxmemory=512mb")
+    assert_converged(run)
+    after = started_at()
+    assert after["redis"] != before["redis"]
+    assert {name: after[name] for name in ALL_CONTAINERS if name != "redis"} == {
+        name: before[name] for name in ALL_CONTAINERS if name != "redis"
+    }
+    answer = redis_cli("config", "get", "maxmemory", password=secret("redis_password"))
+    assert answer.stdout.split() == ["maxmemory", str(512 * 1024 * 1024)]
+    assert inspect("redis")["State"]["Health"]["Status"] == "healthy"
+
+
+def test_data_survives_teardown_and_redeploy(stack: Run) -> None:
+    marker = f"e2e-{uuid.uuid4().hex[:12]}"
+    status, flow = api("/flows/", {"name": "e2e-persistence"})
+    assert status in (200, 201)
+    status, flow_run = api("/flow_runs/", {"flow_id": flow["id"], "name": marker})
+    assert status in (200, 201)
+    assert redis_cli("set", f"e2e:{marker}", "kept", password=secret("redis_password")).stdout.strip() == "OK"
+    # Make the key durable before the container stops (AOF everysec would too, within a second).
+    redis_cli("save", password=secret("redis_password"))
+
+    down = playbook("playbooks/teardown.yml")
+    assert down.rc == 0, down.output[-4000:]
+    running = docker("ps", "--format", "{{.Names}}").stdout.split()
+    assert not set(ALL_CONTAINERS) & set(running)
+    for volume in VOLUMES:
+        assert docker("volume", "inspect", volume, check=False).returncode == 0, f"{volume} was removed"
+
+    up = playbook("playbooks/stack.yml")
+    assert_converged(up)
+    status, found = api(f"/flow_runs/{flow_run['id']}")
+    assert status == 200
+    assert found["name"] == marker
+    answer = redis_cli("get", f"e2e:{marker}", password=secret("redis_password"))
+    assert answer.stdout.strip() == "kept"
+    for name in HEALTHCHECKED:
+        assert inspect(name)["State"]["Health"]["Status"] == "healthy", name
