@@ -214,7 +214,7 @@ EXAMPLES = r"""
     work_queues: [default]
     min_workers: 1
     prometheus_url: http://127.0.0.1:9090
-    prometheus_jobs: [prometheus, redis, prefect]
+    prometheus_jobs: [prometheus, prefect-server, redis-exporter, alertmanager]
     prometheus_queries: [redis_up]
     alertmanager_url: http://127.0.0.1:9093
     alertmanager_receivers: [slack-critical]
