@@ -371,7 +371,8 @@ def build_context(module: AnsibleModule) -> CheckContext:
         validate_certs=params["validate_certs"],
         timeout=params["request_timeout"],
     )
-    ui_url = params["ui_url"] or api.api_url.removesuffix("/api")
+    base = api.api_url[: -len("/api")] if api.api_url.endswith("/api") else api.api_url
+    ui_url = params["ui_url"] or base
     return CheckContext(params=params, api=api, ui_url=ui_url)
 
 

@@ -82,11 +82,11 @@ def describe_error(
         return ApiError(
             f"connection refused: {url} (nothing listens there: is the service running?)", url=url
         )
-    if isinstance(reason, TimeoutError | socket.timeout):
+    if isinstance(reason, (TimeoutError, socket.timeout)):
         return ApiError(f"no answer within {timeout:g} s: {url}", url=url)
     if isinstance(reason, socket.gaierror):
         return ApiError(f"cannot resolve the host name in {url}: {reason.strerror or reason}", url=url)
-    if isinstance(reason, ssl.SSLError | UrlsConnectionError):
+    if isinstance(reason, (ssl.SSLError, UrlsConnectionError)):
         return ApiError(f"TLS or connection error for {url}: {reason} (see validate_certs)", url=url)
     if isinstance(reason, FileNotFoundError):
         return ApiError(f"no such socket for {url}: {reason.filename or reason}", url=url)

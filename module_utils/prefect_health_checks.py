@@ -2,6 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The checks of the prefect_health module: each one returns a one-line detail or raises.
 
+Runs on the managed host: written for Python 3.9+ (timezone.utc, isinstance tuples).
+
 A check raises ``CheckFailed`` (or ``ApiError`` from the client) with a one-line reason; the
 runner times it and turns the outcome into ``{ok, detail, elapsed_ms}``. Checks run concurrently
 in threads and are retried by the module until they pass or time runs out.
@@ -17,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urljoin
@@ -134,7 +136,7 @@ def missing_inputs(name: str, params: dict[str, Any]) -> list[str]:
 def parse_timestamp(value: str) -> datetime:
     """An ISO 8601 timestamp from the Prefect API as an aware datetime (UTC when naive)."""
     parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)  # noqa: UP017 (targets may run Python 3.9)
 
 
 def server_now(date_header: str | None) -> datetime:
@@ -144,7 +146,7 @@ def server_now(date_header: str | None) -> datetime:
             return parsedate_to_datetime(date_header)
         except (TypeError, ValueError):
             pass
-    return datetime.now(UTC)
+    return datetime.now(timezone.utc)  # noqa: UP017
 
 
 def worker_liveness(worker: dict[str, Any], now: datetime) -> tuple[bool, float, float]:
