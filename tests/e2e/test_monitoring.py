@@ -77,6 +77,14 @@ def live_rule_checksums() -> dict[str, str]:
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(rules.glob("*.yml"))}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def monitoring_converged(deployed_stack: PlaybookRun) -> PlaybookRun:
+    """The monitoring roles converged with the e2e vars, whatever other modules ran before this one."""
+    run = run_playbook(MONITORING_PLAYBOOK)
+    assert run.returncode == 0, run.output[-4000:]
+    return run
+
+
 @pytest.fixture(scope="module")
 def fake_slack(deployed_stack: PlaybookRun) -> Iterator[str]:
     """A Slack stand-in on the stack network at the webhook the deploy configured (E2E_VARS)."""
