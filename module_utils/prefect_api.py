@@ -13,6 +13,7 @@ the variable to check. Credentials travel only in the Authorization header, neve
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
 import ssl
@@ -197,6 +198,12 @@ class PrefectApi:
         self.validate_certs = validate_certs
         self.timeout = timeout
         self.auth_hint = auth_hint
+
+    def retrying(self, busy_retries: int) -> PrefectApi:
+        """The same client, retrying SQLite's transient 503 ``busy_retries`` times."""
+        clone = copy.copy(self)
+        clone.busy_retries = busy_retries
+        return clone
 
     def url(self, path: str) -> str:
         """The absolute URL of an API path."""

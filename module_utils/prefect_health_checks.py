@@ -384,20 +384,26 @@ def check_workers(ctx: CheckContext) -> str:
 
 
 def check_db_roundtrip(ctx: CheckContext) -> str:
-    """Write a variable, read it back, delete it, and confirm it is gone."""
+    """Write a variable, read it back, delete it, and confirm it is gone.
+
+    Prefect answers 503 when SQLite reports "database is locked" to one of several concurrent
+    writers (the transaction is rolled back); that is retried twice. A database that stays
+    locked or unwritable makes the requests time out or fail, and the check with them.
+    """
+    api = ctx.api.retrying(2)
     name = f"prefect_health_probe_{uuid.uuid4().hex[:16]}"
     token = uuid.uuid4().hex
     path = f"variables/name/{quote_name(name)}"
-    ctx.api.post("variables/", {"name": name, "value": token, "tags": ["prefect-health-probe"]})
+    api.post("variables/", {"name": name, "value": token, "tags": ["prefect-health-probe"]})
     try:
-        stored = ctx.api.get(path)
+        stored = api.get(path)
         if (stored or {}).get("value") != token:
             raise CheckFailed(
                 f"variable {name} read back {excerpt(str(stored), 80)}, expected the written token"
             )
     finally:
-        ctx.api.delete(path)
-    if ctx.api.get_or_none(path) is not None:
+        api.delete(path)
+    if api.get_or_none(path) is not None:
         raise CheckFailed(f"variable {name} is still there after DELETE")
     return "variable written, read back and deleted"
 

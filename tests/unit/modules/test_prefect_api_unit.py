@@ -20,6 +20,9 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+BUSY_CALLS: dict[str, int] = {}
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     """A loopback stand-in that answers by path: /401, /500, /slow, /json."""
 
@@ -27,6 +30,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path.endswith("/slow"):
             threading.Event().wait(2)
         code = {"/api/401": 401, "/api/500": 500}.get(self.path, 200)
+        if self.path.startswith("/api/busy"):  # 503 twice per path, then 200, like SQLite's lock
+            BUSY_CALLS[self.path] = BUSY_CALLS.get(self.path, 0) + 1
+            code = 503 if BUSY_CALLS[self.path] <= 2 else 200
         body = (
             b'{"detail": "boom"}'
             if code == 500
@@ -94,3 +100,12 @@ def test_unresolvable_host_is_named() -> None:
 def test_helpers() -> None:
     assert join_url("http://h/api/", "/health") == "http://h/api/health"
     assert excerpt("a\n  b" + "x" * 300, 10) == "a bxxxxxxx..."
+
+
+def test_transient_503_is_retried_only_when_asked(base_url: str) -> None:
+    with pytest.raises(ApiError) as err:
+        PrefectApi(base_url).get("busy-once")
+    assert err.value.status == 503
+    assert PrefectApi(base_url).retrying(2).get("busy-twice") == {"auth": ""}
+    with pytest.raises(ApiError):
+        PrefectApi(base_url, busy_retries=1).get("busy-thrice")
