@@ -14,6 +14,7 @@ import stat
 import subprocess
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -137,7 +138,9 @@ def test_alertmanager_has_the_slack_routes(deployed_stack: PlaybookRun) -> None:
 
 
 def test_an_alert_reaches_the_fake_slack_through_the_deployed_alertmanager(fake_slack: str) -> None:
-    alert = [{"labels": {"alertname": "E2EDelivery", "severity": "critical"},
+    # A fresh alert name per run: its own group, so no notification left from an earlier run interferes.
+    name = f"E2EDelivery{uuid.uuid4().hex[:8]}"
+    alert = [{"labels": {"alertname": name, "severity": "critical"},
               "annotations": {"summary": "e2e delivery", "description": "Posted by e2e."}}]  # fmt: skip
     request = urllib.request.Request(
         f"{ALERTMANAGER}/api/v2/alerts", data=json.dumps(alert).encode(),
@@ -149,14 +152,18 @@ def test_an_alert_reaches_the_fake_slack_through_the_deployed_alertmanager(fake_
         logs = subprocess.run(
             ["docker", "logs", fake_slack], capture_output=True, text=True, check=True
         ).stdout
-        return [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+        return [json.loads(line) for line in logs.splitlines() if line.startswith("{") and name in line]
 
     # group_wait is 30 s.
-    wait_for(lambda: any("E2EDelivery" in json.dumps(p) for p in posts()), 90, "the alert at the fake Slack")
-    [post] = [p for p in posts() if "E2EDelivery" in json.dumps(p)][:1]
+    wait_for(lambda: bool(posts()), 90, f"the alert {name} at the fake Slack")
+    post = posts()[0]
     assert post["path"] == f"/services/TE2E/BE2E/{E2E_SLACK_TOKEN}"
     assert post["body"]["channel"] == "#prefect-alerts"
-    assert post["body"]["attachments"][0]["title"] == "[FIRING:1] E2EDelivery (critical)"
+    assert post["body"]["attachments"][0]["title"] == f"[FIRING:1] {name} (critical)"
+    assert (
+        post["body"]["attachments"][0]["title_link"]
+        == "http://localhost:9093/#/alerts?receiver=slack-critical"
+    )
     logs = subprocess.run(["docker", "logs", "alertmanager"], capture_output=True, text=True, check=True)
     assert E2E_SLACK_TOKEN not in logs.stdout + logs.stderr
 
