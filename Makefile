@@ -14,10 +14,10 @@ PYTEST = $(VENV)/bin/pytest --junitxml=$(RESULTS)/$@.xml
 ARGS ?=
 
 .PHONY: help bootstrap testbed test-packages deploy validate smoke teardown lint test-unit \
-        test-integration test-e2e molecule test test-fast bench clean
+        test-integration test-e2e molecule test test-fast clean
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
 
 bootstrap: ## Create .venv (Python >= 3.12) with the pinned controller and test dependencies.
 	@bash scripts/bootstrap.sh
@@ -71,9 +71,6 @@ test-fast: ## Lint and the unit tier.
 	@rm -rf $(RESULTS)
 	$(MAKE) --no-print-directory lint test-unit
 	@$(VENV)/bin/python scripts/test_summary.py $(RESULTS)
-
-bench: testbed ## Benchmark: converge, re-run, validation, scale-out, flow throughput.
-	$(VENV)/bin/python bench/bench.py
 
 clean: ## Remove local build products (not the stack, not the test bed cache).
 	rm -rf $(RESULTS) .pytest_cache .ruff_cache
