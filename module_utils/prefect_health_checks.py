@@ -349,14 +349,19 @@ def check_work_pool(ctx: CheckContext) -> str:
     return summary
 
 
-def check_work_queue(ctx: CheckContext) -> str:
-    pool = ctx.params["work_pool"]
+def read_from_pool(reader: Callable[[str], Any], pool: str) -> Any:
+    """Call an API reader scoped to a work pool; a 404 means the pool itself is missing."""
     try:
-        queues = ctx.api.read_work_queues(pool)
+        return reader(pool)
     except ApiError as exc:
         if exc.status == 404:
             raise CheckFailed(f"work pool {pool!r} does not exist") from None
         raise
+
+
+def check_work_queue(ctx: CheckContext) -> str:
+    pool = ctx.params["work_pool"]
+    queues = read_from_pool(ctx.api.read_work_queues, pool)
     names = [q.get("name") for q in queues]
     if not queues:
         raise CheckFailed(f"work pool {pool!r} has zero queues: no flow run can be picked up")
@@ -371,12 +376,7 @@ def check_work_queue(ctx: CheckContext) -> str:
 
 def check_workers(ctx: CheckContext) -> str:
     pool = ctx.params["work_pool"]
-    try:
-        workers, date_header = ctx.api.read_workers(pool)
-    except ApiError as exc:
-        if exc.status == 404:
-            raise CheckFailed(f"work pool {pool!r} does not exist") from None
-        raise
+    workers, date_header = read_from_pool(ctx.api.read_workers, pool)
     ok, text = describe_workers(workers, server_now(date_header), int(ctx.params["min_workers"]))
     if not ok:
         raise CheckFailed(text)
