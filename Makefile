@@ -14,7 +14,7 @@ PYTEST = $(VENV)/bin/pytest --junitxml=$(RESULTS)/$@.xml
 ARGS ?=
 
 .PHONY: help bootstrap testbed test-packages deploy validate smoke teardown lint test-unit \
-        test-integration test-e2e molecule test test-fast clean
+        test-integration test-e2e molecule test test-fast bench clean
 
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ test-fast: ## Lint and the unit tier.
 	@rm -rf $(RESULTS)
 	$(MAKE) --no-print-directory lint test-unit
 	@$(VENV)/bin/python scripts/test_summary.py $(RESULTS)
+
+bench: testbed ## Benchmark A-F (bench/README.md): table + bench/results/<time>.json. ARGS="--rounds 5 --only ABCD"
+	$(VENV)/bin/python -m bench $(ARGS)
 
 clean: ## Remove local build products (not the stack, not the test bed cache).
 	rm -rf $(RESULTS) .pytest_cache .ruff_cache

@@ -1,0 +1,150 @@
+"""Benchmark F: a burst of trivial flow runs through the deployed stack's worker pool."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+import urllib.error
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.common import BenchError, log
+from bench.endpoints import http_json
+
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+FLOW_DIR = "/opt/prefect/flows"  # the prefect_worker role's mount of files/flows in the worker
+ENTRYPOINT = "test_flow.py:noop_flow"
+
+
+@dataclass(frozen=True)
+class Api:
+    url: str
+    auth: str
+
+    def call(self, path: str, body: dict[str, Any] | None = None, method: str = "") -> Any:
+        """One API call, retried while SQLite answers 503 (database is locked, rolled back)."""
+        verb = method or ("POST" if body is not None else "GET")
+        for attempt in range(10):
+            try:
+                return http_json(f"{self.url}{path}", body=body, auth=self.auth, timeout=30, method=verb)
+            except urllib.error.HTTPError as exc:
+                if exc.code != 503 or attempt == 9:
+                    raise BenchError(f"{verb} {path}: {exc}") from None
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (p95 of 100 values is the 95th smallest)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5 - 1e-9)))
+    return ordered[rank - 1]
+
+
+def create_deployment(api: Api, name: str, pool: str, queue: str) -> str:
+    flow = api.call("/flows/", {"name": "noop-flow"})
+    deployment = api.call(
+        "/deployments/",
+        {
+            "name": name,
+            "flow_id": flow["id"],
+            "work_pool_name": pool,
+            "work_queue_name": queue,
+            "entrypoint": ENTRYPOINT,
+            "enforce_parameter_schema": False,
+            "pull_steps": [{"prefect.deployments.steps.set_working_directory": {"directory": FLOW_DIR}}],
+        },
+    )
+    return deployment["id"]
+
+
+def read_runs(api: Api, ids: list[str]) -> list[dict[str, Any]]:
+    return api.call("/flow_runs/filter", {"flow_runs": {"id": {"any_": ids}}, "limit": len(ids)})
+
+
+def wait_terminal(api: Api, ids: list[str], timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = read_runs(api, ids)
+        done = [run for run in runs if (run.get("state") or {}).get("type") in TERMINAL]
+        if len(done) == len(ids) or time.monotonic() > deadline:
+            return runs
+        time.sleep(2)
+
+
+def db_locked_lines(container: str, since: datetime) -> int:
+    """Lines of the server's log since the burst began that say 'database is locked'."""
+    logs = subprocess.run(
+        ["docker", "logs", "--since", since.strftime("%Y-%m-%dT%H:%M:%SZ"), container],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return sum("database is locked" in line for line in (logs.stdout + logs.stderr).splitlines())
+
+
+def summarize(runs: list[dict[str, Any]], expected: int) -> dict[str, Any]:
+    """Figures of one burst from the runs' own timestamps (scheduled -> end)."""
+    states = [(run.get("state") or {}).get("type") for run in runs]
+    completed = [
+        run for run, state in zip(runs, states, strict=True) if state == "COMPLETED" and run["end_time"]
+    ]
+    latencies = [
+        (parse_time(run["end_time"]) - parse_time(run["expected_start_time"])).total_seconds()
+        for run in completed
+    ]
+    failed = sum(state in {"FAILED", "CRASHED", "CANCELLED"} for state in states)
+    unfinished = expected - len(completed) - failed
+    if not completed:
+        return {"completed": 0, "failed": failed, "unfinished": unfinished}
+    first = min(parse_time(run["expected_start_time"]) for run in completed)
+    last = max(parse_time(run["end_time"]) for run in completed)
+    span = max((last - first).total_seconds(), 1e-3)
+    return {
+        "completed": len(completed),
+        "failed": failed,
+        "unfinished": unfinished,
+        "span_s": round(span, 2),
+        "runs_per_min": round(len(completed) / span * 60, 1),
+        "p50_s": round(statistics.median(latencies), 2),
+        "p95_s": round(percentile(latencies, 0.95), 2),
+    }
+
+
+def measure_throughput(
+    api: Api,
+    *,
+    runs: int = 100,
+    pool: str = "default",
+    queue: str = "default",
+    server_container: str = "prefect_server",
+    timeout: float = 1200,
+) -> dict[str, Any]:
+    """Submit `runs` runs at once, wait for all to end, and report the burst's figures."""
+    began = datetime.now(UTC)
+    name = f"bench-throughput-{began.strftime('%Y%m%dT%H%M%S')}"
+    deployment = create_deployment(api, name, pool, queue)
+    try:
+        submitted = time.monotonic()
+        with ThreadPoolExecutor(max_workers=20) as pool_executor:
+            created = list(
+                pool_executor.map(
+                    lambda _: api.call(f"/deployments/{deployment}/create_flow_run", {}), range(runs)
+                )
+            )
+        submit_s = time.monotonic() - submitted
+        ids = [run["id"] for run in created]
+        final = wait_terminal(api, ids, timeout)
+    finally:
+        api.call(f"/deployments/{deployment}", method="DELETE")
+    figures = summarize(final, runs) | {"submit_s": round(submit_s, 2)}
+    figures["db_locked_lines"] = db_locked_lines(server_container, began)
+    log(f"F {runs} flow runs: {figures}")
+    return figures
