@@ -10,7 +10,7 @@ from prefect_module_runner import load_module
 
 pytestmark = pytest.mark.unit
 
-MODULES = ["prefect_health", "prefect_work_pool"]
+MODULES = ["prefect_health", "prefect_work_pool", "stack_paths_check"]
 SECRET_WORDS = ("password", "secret", "token")
 
 
