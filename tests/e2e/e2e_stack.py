@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,10 +91,13 @@ def stack_containers() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def deployed_stack() -> PlaybookRun:
-    """The stack deployed once per session; fails with the playbook's output when the deploy fails."""
+def deployed_stack() -> Iterator[PlaybookRun]:
+    """The stack deployed once per session; fails with the playbook's output when the deploy fails.
+    At the end of the session it is taken down again (its volumes are kept, as teardown.yml does)."""
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         pytest.fail("no Docker engine answers: run `make testbed` first")
     run = run_playbook()
     assert run.returncode == 0, run.output[-6000:]
-    return run
+    yield run
+    down = run_playbook(REPO / "playbooks" / "teardown.yml")
+    assert down.returncode == 0, down.output[-6000:]
