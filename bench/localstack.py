@@ -113,5 +113,6 @@ def measure_round(stack: LocalStack, parts: set[str], flow_runs: int) -> dict[st
             "flow_runs_failed": burst["failed"] + burst["unfinished"],
             "db_locked_lines": burst["db_locked_lines"],
             "flow_submit_s": burst["submit_s"],
+            "flow_api_503_retries": burst["api_503_retries"],
         }
     return {key: value for key, value in figures.items() if value is not None}
