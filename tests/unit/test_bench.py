@@ -125,3 +125,29 @@ def test_the_bench_refuses_to_purge_a_stack_it_did_not_deploy(monkeypatch: pytes
         localstack.refuse_to_replace_a_stack()
     monkeypatch.setenv(localstack.REPLACE_VARIABLE, "1")
     localstack.refuse_to_replace_a_stack()
+
+
+def test_a_plain_text_ready_endpoint_counts_as_answering() -> None:
+    import http.server
+    import threading
+
+    from bench import endpoints
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/-/ready" else 503)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert endpoints.answers_200(f"{base}/-/ready") is True
+        with pytest.raises(OSError):
+            endpoints.answers_200(f"{base}/-/healthy")
+    finally:
+        server.shutdown()
