@@ -37,7 +37,9 @@ def load_module(name: str) -> ModuleType:
     key = f"prefect_stack_library_{name}"
     if key in sys.modules:
         return sys.modules[key]
-    spec = importlib.util.spec_from_file_location(key, LIBRARY / f"{name}.py")
+    # A module that only one role uses ships in that role's library/ (found wherever the role is used).
+    path = next((REPO / "roles").glob(f"*/library/{name}.py"), LIBRARY / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(key, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[key] = module
