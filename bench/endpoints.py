@@ -22,15 +22,21 @@ class Endpoints:
     api_auth: str = ""  # "user:password" for a server behind basic auth
 
 
+def authorized_request(url: str, auth: str, **kwargs: Any) -> urllib.request.Request:
+    """A request carrying basic auth when `auth` ("user:password") is set."""
+    request = urllib.request.Request(url, **kwargs)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    return request
+
+
 def http_json(
     url: str, *, body: dict[str, Any] | None = None, auth: str = "", timeout: float = 5, method: str = ""
 ) -> Any:
     """GET (POST with a body, or `method`) and decode the JSON answer; OSError/ValueError on failure."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"))
+    request = authorized_request(url, auth, data=data, method=method or ("POST" if data else "GET"))
     request.add_header("Content-Type", "application/json")
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
     with urllib.request.urlopen(request, timeout=timeout) as response:
         raw = response.read()
     return json.loads(raw) if raw.strip() else None
@@ -50,10 +56,9 @@ def redis_ping(port: int, password: str, timeout: float = 3) -> bool:
 
 def answers_200(url: str, auth: str = "") -> bool:
     """True for a 2xx answer, whatever its body (/-/ready answers plain text)."""
-    request = urllib.request.Request(url)
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    with urllib.request.urlopen(request, timeout=5) as response:  # raises HTTPError on >= 400
+    with urllib.request.urlopen(
+        authorized_request(url, auth), timeout=5
+    ) as response:  # raises HTTPError on >= 400
         return 200 <= response.status < 300
 
 
