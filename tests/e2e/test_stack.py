@@ -214,6 +214,8 @@ def test_a_worker_is_online_in_the_default_pool(stack: Run) -> None:
     assert "default" in [queue["name"] for queue in queues]
     worker_env = inspect("prefect_worker")["Config"]["Env"]
     assert "PREFECT_CLIENT_METRICS_ENABLED=false" in worker_env
+    # prefect_server_mark_late_runs defaults to off (its "Late" writes lock SQLite under a burst).
+    assert "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED=false" in inspect("prefect_server")["Config"]["Env"]
 
 
 def test_redis_answers_with_the_password_from_another_container_and_refuses_without(stack: Run) -> None:
