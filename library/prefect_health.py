@@ -24,37 +24,13 @@ description:
 version_added: "0.1.0"
 author:
   - prefect-stack project
+extends_documentation_fragment:
+  - prefect_connection
 options:
-  api_url:
-    description:
-      - Base URL of the Prefect server API, including the C(/api) suffix.
-    type: str
-    default: http://127.0.0.1:4200/api
   ui_url:
     description:
       - URL where the Prefect UI is served. Defaults to O(api_url) without its C(/api) suffix.
     type: str
-  api_auth_user:
-    description:
-      - User of the server's basic auth (C(PREFECT_SERVER_API_AUTH_STRING=user:password)).
-      - Used only when O(api_auth_password) is set.
-    type: str
-    default: admin
-  api_auth_password:
-    description:
-      - Password of the server's basic auth. Empty means the server runs without auth.
-      - An HTTP 401 answer names this option and the inventory variable C(prefect_server_auth_password).
-    type: str
-  validate_certs:
-    description:
-      - Whether to verify TLS certificates of HTTPS URLs.
-    type: bool
-    default: true
-  request_timeout:
-    description:
-      - Seconds to wait for any single answer (HTTP request or Redis reply).
-    type: float
-    default: 5.0
   timeout:
     description:
       - Seconds to keep re-running failed checks before giving up. V(0) runs every check once.
@@ -289,7 +265,7 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.prefect_api import PrefectApi  # noqa: E402
+from ansible.module_utils.prefect_api import PrefectApi, prefect_connection_argument_spec  # noqa: E402
 from ansible.module_utils.prefect_health_checks import (  # noqa: E402
     CHECK_NAMES,
     CheckContext,
@@ -300,12 +276,8 @@ from ansible.module_utils.prefect_health_checks import (  # noqa: E402
 )
 
 ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
-    "api_url": {"type": "str", "default": "http://127.0.0.1:4200/api"},
+    **prefect_connection_argument_spec(),
     "ui_url": {"type": "str"},
-    "api_auth_user": {"type": "str", "default": "admin"},
-    "api_auth_password": {"type": "str", "no_log": True},
-    "validate_certs": {"type": "bool", "default": True},
-    "request_timeout": {"type": "float", "default": 5.0},
     "timeout": {"type": "float", "default": 0},
     "interval": {"type": "float", "default": 2.0},
     "checks": {"type": "list", "elements": "str", "choices": list(CHECK_NAMES)},
@@ -364,13 +336,7 @@ def validate_params(module: AnsibleModule) -> None:
 
 def build_context(module: AnsibleModule) -> CheckContext:
     params = module.params
-    api = PrefectApi(
-        params["api_url"],
-        username=params["api_auth_user"],
-        password=params["api_auth_password"],
-        validate_certs=params["validate_certs"],
-        timeout=params["request_timeout"],
-    )
+    api = PrefectApi.from_params(params)
     base = api.api_url[: -len("/api")] if api.api_url.endswith("/api") else api.api_url
     ui_url = params["ui_url"] or base
     return CheckContext(params=params, api=api, ui_url=ui_url)

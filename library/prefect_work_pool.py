@@ -24,30 +24,12 @@ description:
 version_added: "0.1.0"
 author:
   - prefect-stack project
+extends_documentation_fragment:
+  - prefect_connection
 options:
-  api_url:
-    description:
-      - Base URL of the Prefect server API, including the C(/api) suffix.
-    type: str
-    default: http://127.0.0.1:4200/api
-  api_auth_user:
-    description:
-      - User of the server's basic auth. Used only when O(api_auth_password) is set.
-    type: str
-    default: admin
-  api_auth_password:
-    description:
-      - Password of the server's basic auth. Empty means the server runs without auth.
-      - An HTTP 401 answer names this option and the inventory variable C(prefect_server_auth_password).
-    type: str
-  validate_certs:
-    description:
-      - Whether to verify TLS certificates of an HTTPS O(api_url).
-    type: bool
-    default: true
   request_timeout:
     description:
-      - Seconds to wait for any single answer of the API.
+      - Seconds to wait for any single answer of the API (writes on SQLite can queue behind each other).
     type: float
     default: 10.0
   name:
@@ -209,7 +191,12 @@ diff:
 from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.prefect_api import ApiError, PrefectApi, quote_name  # noqa: E402
+from ansible.module_utils.prefect_api import (  # noqa: E402
+    ApiError,
+    PrefectApi,
+    prefect_connection_argument_spec,
+    quote_name,
+)
 
 QUEUE_SPEC: dict[str, dict[str, Any]] = {
     "name": {"type": "str", "required": True},
@@ -220,11 +207,7 @@ QUEUE_SPEC: dict[str, dict[str, Any]] = {
 }
 
 ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
-    "api_url": {"type": "str", "default": "http://127.0.0.1:4200/api"},
-    "api_auth_user": {"type": "str", "default": "admin"},
-    "api_auth_password": {"type": "str", "no_log": True},
-    "validate_certs": {"type": "bool", "default": True},
-    "request_timeout": {"type": "float", "default": 10.0},
+    **prefect_connection_argument_spec(request_timeout=10.0),
     "name": {"type": "str", "required": True},
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
     "type": {"type": "str", "default": "process"},
@@ -456,14 +439,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     validate_params(module)
     params = module.params
-    api = PrefectApi(
-        params["api_url"],
-        username=params["api_auth_user"],
-        password=params["api_auth_password"],
-        validate_certs=params["validate_certs"],
-        timeout=params["request_timeout"],
-        busy_retries=3,
-    )
+    api = PrefectApi.from_params(params, busy_retries=3)
     manager = WorkPoolManager(api, params, module.check_mode)
     try:
         result = manager.run()

@@ -166,6 +166,21 @@ def tls_context(url: str, validate_certs: bool) -> ssl.SSLContext:
         return _TLS_CONTEXTS[validate_certs]
 
 
+def prefect_connection_argument_spec(request_timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """The API connection options every Prefect module takes (documented by doc fragment prefect_connection).
+
+    ``request_timeout`` is a parameter because prefect_work_pool waits longer for its writes than
+    prefect_health for its reads; a module with another default documents it in its own options.
+    """
+    return {
+        "api_url": {"type": "str", "default": "http://127.0.0.1:4200/api"},
+        "api_auth_user": {"type": "str", "default": "admin"},
+        "api_auth_password": {"type": "str", "no_log": True},
+        "validate_certs": {"type": "bool", "default": True},
+        "request_timeout": {"type": "float", "default": request_timeout},
+    }
+
+
 def join_url(base: str, path: str) -> str:
     """``base`` without trailing slash + ``/`` + ``path`` without leading slash."""
     return base.rstrip("/") + "/" + path.lstrip("/")
@@ -198,6 +213,18 @@ class PrefectApi:
         self.validate_certs = validate_certs
         self.timeout = timeout
         self.auth_hint = auth_hint
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], busy_retries: int = 0) -> PrefectApi:
+        """The client for a module's connection options (prefect_connection_argument_spec)."""
+        return cls(
+            params["api_url"],
+            username=params["api_auth_user"],
+            password=params["api_auth_password"],
+            validate_certs=params["validate_certs"],
+            timeout=params["request_timeout"],
+            busy_retries=busy_retries,
+        )
 
     def retrying(self, busy_retries: int) -> PrefectApi:
         """The same client, retrying SQLite's transient 503 ``busy_retries`` times."""

@@ -1,21 +1,48 @@
-"""Each module's DOCUMENTATION options equal its argument_spec; EXAMPLES and RETURN are valid YAML."""
+"""Each module's DOCUMENTATION options equal its argument_spec; EXAMPLES and RETURN are valid YAML.
+
+A module's documented options are its own merged over those of its doc fragments
+(plugins/doc_fragments/), the way ansible-doc merges them: a key the module sets wins.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import subprocess
 from typing import Any
 
 import pytest
 import yaml
-from prefect_module_runner import load_module
+from prefect_module_runner import REPO, VENV_BIN, ansible_env, load_module
 
 pytestmark = pytest.mark.unit
 
 MODULES = ["prefect_health", "prefect_work_pool", "stack_paths_check"]
+PREFECT_MODULES = ["prefect_health", "prefect_work_pool"]
 SECRET_WORDS = ("password", "secret", "token")
+FRAGMENTS = REPO / "plugins" / "doc_fragments"
+
+
+def fragment_doc(name: str) -> dict[str, Any]:
+    """DOCUMENTATION of plugins/doc_fragments/<name>.py, read from the file."""
+    spec = importlib.util.spec_from_file_location(f"prefect_stack_fragment_{name}", FRAGMENTS / f"{name}.py")
+    assert spec and spec.loader, f"no doc fragment {name} in {FRAGMENTS}"
+    fragment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fragment)
+    return yaml.safe_load(fragment.ModuleDocFragment.DOCUMENTATION)
 
 
 def doc_of(name: str) -> dict[str, Any]:
-    return yaml.safe_load(load_module(name).DOCUMENTATION)
+    """The module's DOCUMENTATION with its fragments' options merged in."""
+    doc = yaml.safe_load(load_module(name).DOCUMENTATION)
+    options: dict[str, Any] = {}
+    for fragment in doc.get("extends_documentation_fragment") or []:
+        for option, fields in fragment_doc(fragment).get("options", {}).items():
+            options[option] = {**options.get(option, {}), **fields}
+    for option, fields in (doc.get("options") or {}).items():
+        options[option] = {**options.get(option, {}), **fields}
+    doc["options"] = options
+    return doc
 
 
 def compare(doc_options: dict[str, Any], spec: dict[str, Any], where: str) -> list[str]:
@@ -80,3 +107,44 @@ def test_health_check_choices_are_the_implemented_checks() -> None:
 
     assert list(CHECKS) == list(CHECK_NAMES)
     assert load_module("prefect_health").ARGUMENT_SPEC["checks"]["choices"] == list(CHECK_NAMES)
+
+
+def test_the_connection_fragment_documents_the_shared_argument_spec() -> None:
+    from ansible.module_utils.prefect_api import prefect_connection_argument_spec
+
+    options = fragment_doc("prefect_connection")["options"]
+    assert compare(options, prefect_connection_argument_spec(), "prefect_connection") == []
+
+
+@pytest.mark.parametrize("name", PREFECT_MODULES)
+def test_both_prefect_modules_take_the_shared_connection_options(name: str) -> None:
+    from ansible.module_utils.prefect_api import prefect_connection_argument_spec
+
+    doc = yaml.safe_load(load_module(name).DOCUMENTATION)
+    assert doc["extends_documentation_fragment"] == ["prefect_connection"]
+    assert set(prefect_connection_argument_spec()) <= set(load_module(name).ARGUMENT_SPEC)
+
+
+def ansible_doc(*args: str) -> subprocess.CompletedProcess[str]:
+    # From the repository root with its ansible.cfg, which names the doc fragment directory.
+    return subprocess.run(
+        [str(VENV_BIN / "ansible-doc"), "-M", "library", *args],
+        cwd=REPO,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(("name", "request_timeout"), [("prefect_health", 5.0), ("prefect_work_pool", 10.0)])
+def test_ansible_doc_renders_the_module_with_the_shared_options(name: str, request_timeout: float) -> None:
+    text = ansible_doc(name)
+    assert text.returncode == 0, text.stderr
+    assert "api_auth_password" in text.stdout
+    rendered = ansible_doc("--json", name)
+    assert rendered.returncode == 0, rendered.stderr
+    options = json.loads(rendered.stdout)[name]["doc"]["options"]
+    assert options["api_auth_password"]["description"]
+    assert options["request_timeout"]["default"] == request_timeout
