@@ -28,6 +28,16 @@ find_python() {
   return 1
 }
 
+# A machine's pip configuration may add file:// indexes that hold only a few projects; pip then warns
+# once per project missing from each ("Location 'file:///...' is ignored: it is neither a file nor a
+# directory"), a wall of lines that buries the real messages. Only those lines are dropped: every
+# other line of pip's stderr, and pip's exit status, pass through.
+pip_install() {
+  { "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 1>&3 3>&- \
+      | sed -E "/^WARNING: Location 'file:[^']*' is ignored: it is neither a file nor a directory\.\$/d" >&2
+  } 3>&1
+}
+
 hash_of() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
 
 ensure_venv() {
@@ -41,7 +51,7 @@ ensure_venv() {
   say "creating $venv with $python ($("$python" --version 2>&1))"
   rm -rf "$venv"
   "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  pip_install --upgrade pip
 }
 
 ensure_requirements() {
@@ -51,7 +61,7 @@ ensure_requirements() {
     return 0
   fi
   say "installing pinned Python dependencies from requirements.txt"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$repo/requirements.txt"
+  pip_install -r "$repo/requirements.txt"
   echo "$want" > "$stamp"
 }
 
