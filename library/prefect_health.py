@@ -16,6 +16,12 @@ description:
   - Independent checks run concurrently. Failed checks are re-run every O(interval) seconds until
     every check passes or O(timeout) seconds have passed, so the module can also wait for a stack
     that is still starting.
+  - A failure that waiting cannot heal ends the waiting after the round that found it, and the
+    message leads with it (RV(definitive_failures)). Such failures are a listed container that
+    Docker reports C(exited), C(dead) or C(restarting), or C(unhealthy) (with the last probe's
+    output), or that does not exist; a server answering another version than O(server_version);
+    a pool of another type than O(work_pool_type) (Prefect cannot change a pool's type). A
+    container whose health is still C(starting), or that runs without a healthcheck, is waited for.
   - Never changes anything it manages (C(changed) is always false). The C(db_roundtrip) check
     writes one Prefect variable named C(prefect_health_probe_<random>), reads it back and deletes
     it; it leaves nothing behind, so it also runs in check mode.
@@ -34,6 +40,7 @@ options:
   timeout:
     description:
       - Seconds to keep re-running failed checks before giving up. V(0) runs every check once.
+      - A failure that waiting cannot heal (see RV(definitive_failures)) stops the waiting earlier.
     type: float
     default: 0
   interval:
@@ -150,6 +157,8 @@ options:
     description:
       - Names of Docker containers on the managed host whose health must be C(healthy).
         Enables the C(containers) check.
+      - One that Docker reports C(exited), C(dead), C(restarting) or C(unhealthy), or that does not
+        exist, fails the check for good, and the module stops waiting (RV(definitive_failures)).
     type: list
     elements: str
     default: []
@@ -244,6 +253,17 @@ failed_checks:
   type: list
   elements: str
   sample: [workers, redis]
+definitive_failures:
+  description:
+    - What failed in a way waiting cannot heal, which ended the waiting before O(timeout) ran out.
+      Empty when nothing did.
+    - A container's name for the C(containers) check (a container C(exited), C(dead),
+      C(restarting), C(unhealthy) or missing), otherwise the check's name (C(version) for another
+      server version, C(work_pool) for a pool of another type).
+  returned: always
+  type: list
+  elements: str
+  sample: [redis]
 attempts:
   description: Number of rounds the checks ran (1 when everything passed at once).
   returned: always
@@ -255,10 +275,15 @@ elapsed_ms:
   type: int
   sample: 240
 msg:
-  description: A summary; on failure it names every failed check and its detail.
+  description:
+    - A summary; on failure it names every failed check and its detail.
+    - After a definitive failure it starts by naming it and its state.
   returned: always
   type: str
-  sample: "1 of 12 checks failed: redis: connection refused: redis://127.0.0.1:6379 (is Redis running?)"
+  sample: >-
+    stopped after 1 attempt, waiting cannot heal: container redis is exited (exit code 137).
+    2 of 12 checks failed: redis: connection refused: redis://127.0.0.1:6379 (is Redis running?);
+    containers: redis is exited (exit code 137) (others: prefect_server healthy)
 """
 
 import time  # noqa: E402
@@ -355,9 +380,10 @@ def main() -> None:
         "healthy": not summary.failed,
         "checks": {name: res.as_dict() for name, res in summary.results.items()},
         "failed_checks": summary.failed,
+        "definitive_failures": list(summary.definitive),
         "attempts": summary.attempts,
         "elapsed_ms": int((time.monotonic() - start) * 1000),
-        "msg": format_failure(summary.results),
+        "msg": format_failure(summary.results, summary.definitive, summary.attempts),
     }
     if summary.failed and module.params["fail_on_unhealthy"]:
         module.fail_json(**result)

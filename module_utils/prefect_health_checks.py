@@ -6,7 +6,9 @@ Runs on the managed host: written for Python 3.9+ (timezone.utc, isinstance tupl
 
 A check raises ``CheckFailed`` (or ``ApiError`` from the client) with a one-line reason; the
 runner times it and turns the outcome into ``{ok, detail, elapsed_ms}``. Checks run concurrently
-in threads and are retried by the module until they pass or time runs out.
+in threads and are retried by the module until they pass or time runs out, unless one raised
+``DefinitiveFailure``: a state that waiting cannot heal (a container that exited, a server of
+another version), so the runner stops after that round instead of waiting for the timeout.
 """
 
 from __future__ import annotations
@@ -59,6 +61,17 @@ class CheckFailed(Exception):
     """A check ran and found the service unhealthy; ``str()`` is the one-line detail."""
 
 
+class DefinitiveFailure(CheckFailed):
+    """A failure that cannot heal by waiting; ``causes`` maps what failed to one line saying how.
+
+    The keys are container names for the containers check and the check's own name otherwise.
+    """
+
+    def __init__(self, message: str, causes: dict[str, str]) -> None:
+        super().__init__(message)
+        self.causes = causes
+
+
 @dataclass
 class CheckContext:
     """Everything the checks read: the module's parameters and the Prefect API client."""
@@ -76,11 +89,12 @@ class CheckContext:
 
 @dataclass
 class CheckResult:
-    """One check's outcome as the module returns it."""
+    """One check's outcome as the module returns it; ``causes`` is set for a definitive failure."""
 
     ok: bool
     detail: str
     elapsed_ms: int
+    causes: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "detail": self.detail, "elapsed_ms": self.elapsed_ms}
@@ -96,6 +110,15 @@ class RunSummary:
     @property
     def failed(self) -> list[str]:
         return [name for name in self.results if not self.results[name].ok]
+
+    @property
+    def definitive(self) -> dict[str, str]:
+        """What failed beyond healing by waiting (see DefinitiveFailure), in the order of the checks."""
+        causes: dict[str, str] = {}
+        for result in self.results.values():
+            if not result.ok:
+                causes.update(result.causes)
+        return causes
 
 
 # --- which checks apply -----------------------------------------------------------------
@@ -266,12 +289,19 @@ def query_problems(query: str, payload: Any) -> list[str]:
     return problems
 
 
-def format_failure(results: dict[str, CheckResult]) -> str:
-    """One message naming every failed check and its detail."""
+def format_failure(
+    results: dict[str, CheckResult], definitive: dict[str, str] | None = None, attempts: int = 1
+) -> str:
+    """One message naming every failed check and its detail, led by what waiting cannot heal."""
     failed = [f"{name}: {result.detail}" for name, result in results.items() if not result.ok]
     if not failed:
         return f"all {len(results)} checks passed"
-    return f"{len(failed)} of {len(results)} checks failed: " + "; ".join(failed)
+    text = f"{len(failed)} of {len(results)} checks failed: " + "; ".join(failed)
+    if definitive:
+        rounds = "attempt" if attempts == 1 else "attempts"
+        causes = "; ".join(definitive.values())
+        text = f"stopped after {attempts} {rounds}, waiting cannot heal: {causes}. {text}"
+    return text
 
 
 # --- the checks -------------------------------------------------------------------------
@@ -298,7 +328,9 @@ def check_version(ctx: CheckContext) -> str:
     version = ctx.api.get("admin/version")
     expected = ctx.params.get("server_version")
     if expected and str(version) != expected:
-        raise CheckFailed(f"server version is {version}, expected {expected}")
+        # The server that answers runs another release: only a new deploy changes that.
+        text = f"server version is {version}, expected {expected}"
+        raise DefinitiveFailure(text, {"version": text})
     return f"server version {version}" + (" as expected" if expected else "")
 
 
@@ -344,6 +376,10 @@ def check_work_pool(ctx: CheckContext) -> str:
     if not pool.get("base_job_template"):
         problems.append("the pool has an empty base job template")
     summary = f"pool {pool['name']!r} type {pool.get('type')} limit {pool.get('concurrency_limit')}"
+    if problems and want_type and pool.get("type") != want_type:
+        # Prefect cannot change a pool's type; a worker never recreates an existing pool.
+        text = f"work pool {pool['name']!r} is of type {pool.get('type')!r}, expected {want_type!r}"
+        raise DefinitiveFailure(f"{summary}: " + "; ".join(problems), {"work_pool": text})
     if problems:
         raise CheckFailed(f"{summary}: " + "; ".join(problems))
     return summary
@@ -518,29 +554,86 @@ def docker_get(socket_path: str, path: str, timeout: float) -> tuple[int, Any]:
         return resp.status, excerpt(body)
 
 
-def container_state(ctx: CheckContext, name: str) -> tuple[bool, str]:
-    """(ok, text) for one container from the Docker Engine API over its Unix socket."""
+@dataclass(frozen=True)
+class ContainerState:
+    """One container as the containers check sees it; ``definitive`` when waiting cannot heal it."""
+
+    name: str
+    ok: bool
+    text: str
+    definitive: bool = False
+
+
+# Docker states a container does not leave by itself: the stack's restart policy
+# (unless-stopped) does not restart a stopped or killed container, and "restarting" is a
+# container that already died at least once.
+STOPPED_STATES = ("exited", "dead", "restarting")
+PROBE_OUTPUT_LIMIT = 120
+
+
+def exit_text(info: dict[str, Any], state: dict[str, Any]) -> str:
+    """'exit code 137, OOM-killed, restarted 3 times' from a container's inspect answer."""
+    parts = [f"exit code {state.get('ExitCode', '?')}"]
+    if state.get("OOMKilled"):
+        parts.append("OOM-killed")
+    if info.get("RestartCount"):
+        parts.append(f"restarted {info['RestartCount']} times")
+    if state.get("Error"):
+        parts.append(excerpt(str(state["Error"]), PROBE_OUTPUT_LIMIT))
+    return ", ".join(parts)
+
+
+def last_probe_output(health: dict[str, Any]) -> str:
+    """The output of the last healthcheck probe, shortened to one line."""
+    log = health.get("Log") or []
+    last = log[-1] if log and isinstance(log[-1], dict) else {}
+    output = excerpt(str(last.get("Output") or ""), PROBE_OUTPUT_LIMIT)
+    if output:
+        return output
+    streak = health.get("FailingStreak", "?")
+    return f"no probe output (exit code {last.get('ExitCode', '?')}, {streak} probes failed in a row)"
+
+
+def describe_container(name: str, info: dict[str, Any]) -> ContainerState:
+    """A container's Docker inspect answer as the containers check judges it."""
+    state = info.get("State") or {}
+    status = "restarting" if state.get("Restarting") else state.get("Status", "?")
+    health = state.get("Health") or {}
+    if status in STOPPED_STATES:
+        return ContainerState(name, False, f"{name} is {status} ({exit_text(info, state)})", True)
+    if status == "paused":
+        # Docker keeps the last health status of a paused container; a paused one answers nothing.
+        return ContainerState(name, False, f"{name} is paused")
+    if health.get("Status") == "unhealthy":
+        return ContainerState(name, False, f"{name} is unhealthy: {last_probe_output(health)}", True)
+    if health.get("Status"):
+        return ContainerState(name, health["Status"] == "healthy", f"{name} {health['Status']}")
+    return ContainerState(name, status == "running", f"{name} {status} (no healthcheck)")
+
+
+def container_state(ctx: CheckContext, name: str) -> ContainerState:
+    """One container from the Docker Engine API over its Unix socket."""
     status, info = docker_get(
         ctx.params["docker_socket"], f"/containers/{quote_name(name)}/json", ctx.api.timeout
     )
     if status == 404:
-        return False, f"{name} does not exist"
+        return ContainerState(name, False, f"{name} does not exist", True)
     if status >= 400 or not isinstance(info, dict):
         raise CheckFailed(f"Docker API answered {status} for {name}: {excerpt(str(info))}")
-    state = info.get("State") or {}
-    health = (state.get("Health") or {}).get("Status")
-    if health:
-        return health == "healthy", f"{name} {health}"
-    running = state.get("Status") == "running"
-    return running, f"{name} {state.get('Status', '?')} (no healthcheck)"
+    return describe_container(name, info)
 
 
 def check_containers(ctx: CheckContext) -> str:
     states = [container_state(ctx, name) for name in ctx.params["containers"]]
-    bad = [text for ok, text in states if not ok]
-    if bad:
-        raise CheckFailed("; ".join(bad) + " (others: " + ", ".join(t for ok, t in states if ok) + ")")
-    return ", ".join(text for _, text in states)
+    bad = [state.text for state in states if not state.ok]
+    if not bad:
+        return ", ".join(state.text for state in states)
+    others = [state.text for state in states if state.ok]
+    detail = "; ".join(bad) + (f" (others: {', '.join(others)})" if others else "")
+    causes = {state.name: f"container {state.text}" for state in states if state.definitive}
+    if causes:
+        raise DefinitiveFailure(detail, causes)
+    raise CheckFailed(detail)
 
 
 CHECKS: dict[str, Callable[[CheckContext], str]] = {
@@ -566,13 +659,17 @@ CHECKS: dict[str, Callable[[CheckContext], str]] = {
 def run_check(name: str, ctx: CheckContext) -> CheckResult:
     """Run one check and time it; every foreseeable failure becomes ``ok: false`` with a detail."""
     start = time.monotonic()
+    causes: dict[str, str] = {}
     try:
         detail, ok = CHECKS[name](ctx), True
+    except DefinitiveFailure as exc:
+        detail, ok, causes = str(exc), False, exc.causes
     except (CheckFailed, ApiError) as exc:
         detail, ok = str(exc), False
     except Exception as exc:  # an unforeseen answer must not hide the other checks' results
         detail, ok = f"unexpected {exc.__class__.__name__}: {excerpt(str(exc))}", False
-    return CheckResult(ok=ok, detail=detail, elapsed_ms=int((time.monotonic() - start) * 1000))
+    elapsed_ms = int((time.monotonic() - start) * 1000)
+    return CheckResult(ok=ok, detail=detail, elapsed_ms=elapsed_ms, causes=causes)
 
 
 def run_once(names: list[str], ctx: CheckContext) -> dict[str, CheckResult]:
@@ -592,7 +689,11 @@ def run_until_healthy(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RunSummary:
-    """Run every check, then re-run the failed ones every ``interval`` s until all pass or ``timeout``."""
+    """Run every check, then re-run the failed ones every ``interval`` s until all pass or ``timeout``.
+
+    A round with a definitive failure is the last one: the checks that failed in it are reported
+    together, at once, rather than after waiting out the timeout for a state that cannot heal.
+    """
     deadline = clock() + timeout
     summary = RunSummary()
     pending = list(names)
@@ -600,7 +701,7 @@ def run_until_healthy(
         summary.attempts += 1
         summary.results.update(run_once(pending, ctx))
         pending = [name for name in names if not summary.results[name].ok]
-        if not pending or clock() + interval > deadline:
+        if not pending or summary.definitive or clock() + interval > deadline:
             break
         sleep(interval)
     summary.results = {name: summary.results[name] for name in names}

@@ -1,7 +1,8 @@
 """The containers check over a Unix socket: a loopback stand-in for the Docker Engine API.
 
 The real Docker engine is exercised by the e2e tier (and by the integration tier's missing
-container test); this stand-in makes every Docker answer reproducible here.
+container test); this stand-in makes every Docker answer reproducible here, including the states
+that end the waiting at once (exited, dead, restarting, unhealthy, missing).
 """
 
 from __future__ import annotations
@@ -10,31 +11,51 @@ import http.server
 import json
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import prefect_module_runner  # noqa: F401 (puts module_utils on ansible.module_utils' path)
+import prefect_module_runner  # puts module_utils on ansible.module_utils' path
 import pytest
+from ansible.module_utils import prefect_health_checks as checks
 from ansible.module_utils.prefect_api import PrefectApi
 from ansible.module_utils.prefect_health_checks import CheckContext, CheckFailed, check_containers
 
 pytestmark = pytest.mark.unit
 
-STATES = {
-    "prefect_server": {"Status": "running", "Health": {"Status": "healthy"}},
+HEALTHY = {"Status": "running", "Health": {"Status": "healthy", "Log": []}}
+STARTING = {"Status": "running", "Health": {"Status": "starting", "FailingStreak": 1, "Log": []}}
+UNHEALTHY = {
+    "Status": "running",
+    "Health": {
+        "Status": "unhealthy",
+        "FailingStreak": 20,
+        "Log": [
+            {"ExitCode": 1, "Output": "old probe"},
+            {"ExitCode": 1, "Output": "wget: can't connect to remote host:\nConnection refused\n"},
+        ],
+    },
+}
+EXITED = {"Status": "exited", "Running": False, "ExitCode": 137, "OOMKilled": False, "Error": ""}
+RESTARTING = {"Status": "restarting", "Restarting": True, "Running": True, "ExitCode": 1}
+DEFAULT_STATES: dict[str, dict[str, Any]] = {
+    "prefect_server": HEALTHY,
     "redis": {"Status": "running", "Health": {"Status": "unhealthy"}},
     "redis_exporter": {"Status": "running"},
-    "prometheus": {"Status": "exited"},
+    "prometheus": {"Status": "exited", "ExitCode": 0},
 }
 
 
 class DockerHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         name = self.path.split("/")[2]
-        code, body = (
-            (200, {"State": STATES[name]}) if name in STATES else (404, {"message": "No such container"})
-        )
+        known: dict[str, dict[str, Any]] = self.server.containers  # type: ignore[attr-defined]
+        if name in known:
+            code, body = 200, {"Name": f"/{name}", "RestartCount": known[name].get("_restarts", 0)}
+            body["State"] = {k: v for k, v in known[name].items() if not k.startswith("_")}
+        else:
+            code, body = 404, {"message": f"No such container: {name}"}
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Length", str(len(data)))
@@ -53,18 +74,46 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
 
 
 @pytest.fixture
-def docker_socket(tmp_path: Path) -> Iterator[str]:
-    path = str(tmp_path / "docker.sock")
-    server = UnixHTTPServer(path, DockerHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield path
+def docker(tmp_path: Path) -> Iterator[UnixHTTPServer]:
+    """A fake Docker socket; set ``.containers`` to what it reports (DEFAULT_STATES to start with)."""
+    server = UnixHTTPServer(str(tmp_path / "docker.sock"), DockerHandler)
+    server.containers = dict(DEFAULT_STATES)  # type: ignore[attr-defined]
+    # A short poll interval: shutdown() waits for it, at every test's teardown.
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def docker_socket(docker: UnixHTTPServer) -> str:
+    return str(docker.server_address)
 
 
 def ctx(socket_path: str, containers: list[str]) -> CheckContext:
     params: dict[str, Any] = {"docker_socket": socket_path, "containers": containers}
     return CheckContext(params=params, api=PrefectApi("http://127.0.0.1:1/api", timeout=2), ui_url="")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def wait_like_validate(docker: UnixHTTPServer, states: dict[str, dict[str, Any]]) -> tuple[Any, FakeClock]:
+    """run_until_healthy as validate.yml runs it (timeout 120, interval 3), on a fake clock."""
+    docker.containers = states  # type: ignore[attr-defined]
+    clock = FakeClock()
+    summary = checks.run_until_healthy(
+        ["containers"], ctx(str(docker.server_address), list(states)), 120, 3, clock, clock.sleep
+    )
+    return summary, clock
 
 
 def test_healthy_and_running_without_healthcheck_pass(docker_socket: str) -> None:
@@ -76,9 +125,89 @@ def test_unhealthy_exited_and_missing_containers_fail_together(docker_socket: st
     with pytest.raises(CheckFailed) as err:
         check_containers(ctx(docker_socket, ["prefect_server", "redis", "prometheus", "grafana"]))
     assert str(err.value) == (
-        "redis unhealthy; prometheus exited (no healthcheck); grafana does not exist "
-        "(others: prefect_server healthy)"
+        "redis is unhealthy: no probe output (exit code ?, ? probes failed in a row); "
+        "prometheus is exited (exit code 0); grafana does not exist (others: prefect_server healthy)"
     )
+    assert err.value.causes == {  # type: ignore[attr-defined]
+        "redis": "container redis is unhealthy: no probe output (exit code ?, ? probes failed in a row)",
+        "prometheus": "container prometheus is exited (exit code 0)",
+        "grafana": "container grafana does not exist",
+    }
+
+
+def test_an_exited_container_stops_the_waiting_at_once(docker: UnixHTTPServer) -> None:
+    summary, clock = wait_like_validate(docker, {"prefect_server": HEALTHY, "redis": EXITED})
+    assert summary.attempts == 1 and clock.now == 0
+    assert summary.definitive == {"redis": "container redis is exited (exit code 137)"}
+    assert summary.results["containers"].detail == (
+        "redis is exited (exit code 137) (others: prefect_server healthy)"
+    )
+
+
+def test_an_unhealthy_container_stops_at_once_with_its_last_probe_output(docker: UnixHTTPServer) -> None:
+    summary, clock = wait_like_validate(docker, {"prometheus": UNHEALTHY, "redis": HEALTHY})
+    assert summary.attempts == 1 and clock.now == 0
+    assert summary.definitive == {
+        "prometheus": "container prometheus is unhealthy: "
+        "wget: can't connect to remote host: Connection refused"
+    }
+
+
+@pytest.mark.parametrize(
+    "state",
+    [RESTARTING, {**HEALTHY, "Restarting": True}, {"Status": "dead", "ExitCode": 255}],
+    ids=["restarting", "restart-loop-flag", "dead"],
+)
+def test_a_restarting_or_dead_container_stops_at_once(docker: UnixHTTPServer, state: dict[str, Any]) -> None:
+    summary, _ = wait_like_validate(docker, {"prefect_worker": {**state, "_restarts": 4}})
+    assert summary.attempts == 1
+    assert list(summary.definitive) == ["prefect_worker"]
+    status = "dead" if state.get("Status") == "dead" else "restarting"
+    cause = summary.definitive["prefect_worker"]
+    assert cause.startswith(f"container prefect_worker is {status} (exit code ")
+    assert "restarted 4 times" in cause
+
+
+@pytest.mark.parametrize(
+    "state",
+    [STARTING, {"Status": "created"}, {**HEALTHY, "Status": "paused", "Paused": True}],
+    ids=["health-starting", "created", "paused"],
+)
+def test_a_starting_container_is_waited_for_until_the_timeout(
+    docker: UnixHTTPServer, state: dict[str, Any]
+) -> None:
+    summary, clock = wait_like_validate(docker, {"prefect_server": HEALTHY, "prefect_worker": state})
+    assert summary.definitive == {}
+    assert summary.failed == ["containers"]
+    assert summary.attempts == 41 and clock.now == 120
+
+
+def test_the_module_names_the_stopped_container_and_stops_within_seconds(docker_socket: str) -> None:
+    args = {
+        "checks": ["containers"],
+        "containers": ["prefect_server", "prometheus", "grafana"],
+        "docker_socket": docker_socket,
+        "timeout": 120,
+        "interval": 3,
+    }
+    started = time.monotonic()
+    result = prefect_module_runner.run_module("prefect_health", args)
+    assert time.monotonic() - started < 20
+    assert result["failed"] is True and result["healthy"] is False
+    assert result["attempts"] == 1
+    assert result["definitive_failures"] == ["prometheus", "grafana"]
+    assert result["msg"].startswith(
+        "stopped after 1 attempt, waiting cannot heal: container prometheus is exited (exit code 0); "
+        "container grafana does not exist. 1 of 1 checks failed: containers: "
+    )
+    assert set(result["checks"]["containers"]) == {"ok", "detail", "elapsed_ms"}
+
+
+def test_the_module_reports_no_definitive_failure_when_healthy(docker_socket: str) -> None:
+    args = {"checks": ["containers"], "containers": ["prefect_server"], "docker_socket": docker_socket}
+    result = prefect_module_runner.run_module("prefect_health", args)
+    assert result["healthy"] is True and result["definitive_failures"] == []
+    assert result["msg"] == "all 1 checks passed"
 
 
 def test_missing_socket_is_named(tmp_path: Path) -> None:

@@ -217,3 +217,74 @@ def test_an_unexpected_exception_is_reported_not_raised(monkeypatch: pytest.Monk
     monkeypatch.setattr(checks, "CHECKS", {"containers": broken})
     result = checks.run_check("containers", None)  # type: ignore[arg-type]
     assert result.ok is False and result.detail == "unexpected KeyError: 'state'"
+
+
+def test_a_definitive_failure_ends_the_waiting_after_its_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def slow_to_start(ctx: Any) -> str:
+        calls.append("workers")
+        raise CheckFailed("0 alive")
+
+    def wrong_version(ctx: Any) -> str:
+        calls.append("version")
+        if calls.count("version") < 2:
+            raise CheckFailed("no answer yet")
+        raise checks.DefinitiveFailure("server version is 3.8.0, expected 3.9.1", {"version": "v 3.8.0"})
+
+    monkeypatch.setattr(checks, "CHECKS", {"version": wrong_version, "workers": slow_to_start})
+    clock = FakeClock()
+    summary = checks.run_until_healthy(["version", "workers"], None, 120, 3, clock, clock.sleep)  # type: ignore[arg-type]
+    # Round 1 fails healably and waits; round 2 finds the definitive failure and is the last.
+    assert summary.attempts == 2 and clock.now == 3
+    assert summary.definitive == {"version": "v 3.8.0"}
+    assert summary.failed == ["version", "workers"]
+    assert checks.format_failure(summary.results, summary.definitive, summary.attempts) == (
+        "stopped after 2 attempts, waiting cannot heal: v 3.8.0. 2 of 2 checks failed: "
+        "version: server version is 3.8.0, expected 3.9.1; workers: 0 alive"
+    )
+
+
+class FakeApi:
+    def __init__(self, version: str = "3.9.1", pool: dict[str, Any] | None = None) -> None:
+        self.version, self.pool = version, pool
+
+    def get(self, path: str) -> Any:
+        assert path == "admin/version"
+        return self.version
+
+    def read_work_pool(self, name: str) -> dict[str, Any] | None:
+        return self.pool
+
+
+def fake_ctx(api: FakeApi, **params: Any) -> Any:
+    return checks.CheckContext(params=params, api=api, ui_url="")  # type: ignore[arg-type]
+
+
+def test_another_server_version_is_definitive_only_when_one_was_expected() -> None:
+    with pytest.raises(checks.DefinitiveFailure) as err:
+        checks.check_version(fake_ctx(FakeApi("3.8.0"), server_version="3.9.1"))
+    assert err.value.causes == {"version": "server version is 3.8.0, expected 3.9.1"}
+    assert checks.check_version(fake_ctx(FakeApi("3.8.0"))) == "server version 3.8.0"
+
+
+def pool(**fields: Any) -> dict[str, Any]:
+    base = {"name": "default", "type": "process", "concurrency_limit": 5, "is_paused": False}
+    return {**base, "base_job_template": {"job_configuration": {}}, **fields}
+
+
+def test_a_pool_of_another_type_is_definitive_a_paused_pool_is_not() -> None:
+    with pytest.raises(checks.DefinitiveFailure) as err:
+        checks.check_work_pool(
+            fake_ctx(FakeApi(pool=pool(type="docker")), work_pool="default", work_pool_type="process")
+        )
+    assert err.value.causes == {"work_pool": "work pool 'default' is of type 'docker', expected 'process'"}
+    with pytest.raises(CheckFailed) as err:
+        checks.check_work_pool(
+            fake_ctx(FakeApi(pool=pool(is_paused=True)), work_pool="default", work_pool_type="process")
+        )
+    assert not isinstance(err.value, checks.DefinitiveFailure)
+    # A missing pool is created by the worker when it starts: worth waiting for.
+    with pytest.raises(CheckFailed) as err:
+        checks.check_work_pool(fake_ctx(FakeApi(pool=None), work_pool="default"))
+    assert not isinstance(err.value, checks.DefinitiveFailure)
