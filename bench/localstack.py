@@ -1,4 +1,4 @@
-"""Benchmarks A, C, D and F on this machine (inventory/local), and the guard that protects a real stack.
+"""Benchmarks A, C, D, F and G on this machine (inventory/local), and the guard that protects a real stack.
 
 Each round starts from no stack at all (teardown with stack_purge_data=true): the bench deploys
 its own throwaway stack, with its generated secrets in a temporary directory, never in
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import OFFLINE_VARS, REPO, BenchError, log
-from bench.playbooks import run_playbook
+from bench.faults import measure_faults
+from bench.playbooks import PlaybookResult, run_playbook
 from bench.throughput import Api, measure_throughput
 
 INVENTORY = REPO / "inventory" / "local"
@@ -63,8 +64,10 @@ class LocalStack:
         self.secrets_dir = workdir / "secrets"
         self.bench_vars = {"stack_secrets_dir": str(self.secrets_dir)}
 
-    def playbook(self, playbook: str, **extra: Any):
-        return run_playbook(playbook, inventory=INVENTORY, extra_vars=[OFFLINE_VARS, self.bench_vars | extra])
+    def playbook(self, playbook: str, check: bool = True, **extra: Any) -> PlaybookResult:
+        return run_playbook(
+            playbook, inventory=INVENTORY, extra_vars=[OFFLINE_VARS, self.bench_vars | extra], check=check
+        )
 
     def remove(self) -> None:
         self.playbook("playbooks/teardown.yml", stack_purge_data=True)
@@ -91,10 +94,17 @@ class LocalStack:
         log(f"D validate.yml: {result.seconds:.2f} s, module {module[0]['elapsed_ms']} ms")
         return result.seconds, int(module[0]["elapsed_ms"])
 
+    def validate_result(self, check: bool) -> PlaybookResult:
+        """validate.yml as G runs it: check=False returns a failed run instead of raising."""
+        return self.playbook("playbooks/validate.yml", check=check)
 
-def measure_round(stack: LocalStack, parts: set[str], flow_runs: int) -> dict[str, float]:
-    """One round of A, C, D, F; no stack may run when it starts (A deploys one from nothing)."""
-    figures: dict[str, float] = {}
+
+def measure_round(stack: LocalStack, parts: set[str], flow_runs: int) -> dict[str, float | list[float]]:
+    """One round of A, C, D, F, G; no stack may run when it starts (A deploys one from nothing).
+
+    G runs last: its faults restart containers, which F's burst must not see.
+    """
+    figures: dict[str, float | list[float]] = {}
     converge_s = stack.converge()
     if "A" in parts:
         figures["converge_s"] = round(converge_s, 1)
@@ -115,4 +125,6 @@ def measure_round(stack: LocalStack, parts: set[str], flow_runs: int) -> dict[st
             "flow_submit_s": burst["submit_s"],
             "flow_api_503_retries": burst["api_503_retries"],
         }
+    if "G" in parts:
+        figures |= measure_faults(stack.validate_result)
     return {key: value for key, value in figures.items() if value is not None}

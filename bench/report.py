@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.faults import FAULTS
+
 # Top-level keys of bench/results/<timestamp>.json, each the median of its raw figures in `runs`.
 RESULT_KEYS = (
     "converge_s",
@@ -25,6 +27,8 @@ RESULT_KEYS = (
     "flow_run_p95_s",
     "flow_runs_failed",
     "db_locked_lines",
+    "fault_naming_s",
+    "faults_unnamed",
 )
 
 
@@ -35,6 +39,8 @@ class Row:
     unit: str
     target: str
     meets: Callable[[float], bool] | None
+    # Which value of the spread the target judges: the median, or the max for a bound on every value.
+    judged: str = "median"
 
 
 ROWS = (
@@ -54,6 +60,16 @@ ROWS = (
     Row("flow_run_p95_s", "   p95 scheduled -> completed", "s", "", None),
     Row("flow_runs_failed", "   failed, crashed or unfinished runs", "", "== 0", lambda v: v == 0),
     Row("db_locked_lines", "   'database is locked' log lines", "", "== 0", lambda v: v == 0),
+    Row(
+        "fault_naming_s",
+        "G  validate.yml until it names a fault",
+        "s",
+        "max <= 20",
+        lambda v: v <= 20,
+        judged="max",
+    ),
+    Row("faults_unnamed", "   faults it did not name (per round)", "", "== 0", lambda v: v == 0, "max"),
+    *(Row(f"fault_{fault.key}_s", f"   {fault.label}", "s", "", None) for fault in FAULTS),
 )
 
 
@@ -101,7 +117,7 @@ def table(results: dict[str, Any]) -> str:
         if figure is None:
             lines.append(table_line(row.label, "-", "-", "-", "0", row.target, "not measured"))
             continue
-        verdict = "" if row.meets is None else ("meets" if row.meets(figure["median"]) else "MISSES")
+        verdict = "" if row.meets is None else ("meets" if row.meets(figure[row.judged]) else "MISSES")
         unit = f" {row.unit}" if row.unit else ""
         cells = [number(figure[name], row.unit) + unit for name in ("median", "min", "max")]
         lines.append(table_line(row.label, *cells, str(figure["n"]), row.target, verdict))
