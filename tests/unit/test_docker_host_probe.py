@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import grp
 import importlib.util
 import io
 import json
@@ -204,3 +205,16 @@ def test_the_systemd_unit_state_takes_two_systemctl_questions(fake_bin: Path) ->
     assert probe.service_state("docker", 5) == (True, "disabled")
     script(fake_bin, "systemctl", 'case "$1" in is-active) exit 3 ;; is-enabled) echo enabled ;; esac\n')
     assert probe.service_state("docker", 5) == (False, "enabled")
+
+
+def test_members_of_the_group_by_primary_or_supplementary_group_are_not_listed(fake_bin: Path) -> None:
+    no_docker(fake_bin)
+    me = pwd.getpwuid(os.getuid())
+    primary = grp.getgrgid(me.pw_gid).gr_name
+    result = run({"users": [me.pw_name], "group": primary, "daemon_config": "/nonexistent"})
+    assert result["users_not_in_group"] == []
+    result = run(
+        {"users": [me.pw_name], "group": "no-such-group-of-the-probe", "daemon_config": "/nonexistent"}
+    )
+    assert result["users_not_in_group"] == [me.pw_name]
+    assert probe.users_not_in_group(["no-such-user-for-the-probe"], primary) == ["no-such-user-for-the-probe"]

@@ -13,7 +13,8 @@ description:
   - Reports the name of PID 1, the version of the Docker engine that answers (if any), the version
     of the Compose v2 CLI plugin, when the running dockerd started, the parsed daemon
     configuration file and its modification time, the dpkg state of the given packages, the Python
-    modules the interpreter running this module cannot import, and the given accounts that do not exist.
+    modules the interpreter running this module cannot import, and the given accounts that do not
+    exist or are not in the given group.
   - Read-only. It never changes anything and always reports C(changed=false), in check mode too.
     It needs no Docker engine; on a bare host it reports none.
   - The docker role used one task per fact (about ten module calls on a host where everything is
@@ -28,6 +29,11 @@ options:
     type: list
     elements: str
     default: []
+  group:
+    description:
+      - Group whose membership of the O(users) is reported (as a primary or a supplementary group).
+    type: str
+    default: docker
   packages:
     description:
       - Debian package names whose dpkg state is reported.
@@ -151,8 +157,14 @@ users_missing:
   returned: always
   type: list
   elements: str
+users_not_in_group:
+  description: The accounts asked for that are not members of O(group) (all of them when it does not exist).
+  returned: always
+  type: list
+  elements: str
 """
 
+import grp  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -165,6 +177,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "users": {"type": "list", "elements": "str", "default": []},
+    "group": {"type": "str", "default": "docker"},
     "packages": {"type": "list", "elements": "str", "default": []},
     "python_modules": {"type": "list", "elements": "str", "default": []},
     "daemon_config": {"type": "path", "default": "/etc/docker/daemon.json"},
@@ -278,6 +291,22 @@ def service_state(unit: str, timeout: int) -> tuple[bool | None, str]:
     return rc == 0, enabled.splitlines()[0] if enabled else ""
 
 
+def users_not_in_group(names: list[str], group: str) -> list[str]:
+    try:
+        entry = grp.getgrnam(group)
+    except KeyError:
+        return list(names)
+    outside = []
+    for name in names:
+        try:
+            primary = pwd.getpwnam(name).pw_gid
+        except KeyError:
+            primary = None
+        if name not in entry.gr_mem and primary != entry.gr_gid:
+            outside.append(name)
+    return outside
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
@@ -305,6 +334,7 @@ def main() -> None:
         packages_missing=[name for name, version in packages.items() if not version],
         python_modules_missing=missing_python_modules(params["python_modules"]),
         users_missing=missing_users(params["users"]),
+        users_not_in_group=users_not_in_group(params["users"], params["group"]),
     )
 
 
