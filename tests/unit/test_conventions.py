@@ -18,6 +18,8 @@ ROLES = (
 TOP_LEVEL_KEY = re.compile(r"^([a-z_][a-z0-9_]*):")
 # The shared role's variables describe the whole stack, so they carry the stack's prefix.
 PREFIX_OF = {"stack_common": "stack_"}
+# Internal roles have no main entry point: only other roles include them, through named entry points.
+INTERNAL_ROLES = {"compose_engine"}
 
 
 def role_ids() -> list[str]:
@@ -38,8 +40,11 @@ def default_variables(role: Path) -> dict[str, int]:
 
 
 def main_options(role: Path) -> dict:
-    spec = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
-    return spec["argument_specs"]["main"].get("options", {})
+    """Options of the main entry point; for an internal role, of every entry point together."""
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    if role.name in INTERNAL_ROLES:
+        return {name: option for spec in specs.values() for name, option in spec.get("options", {}).items()}
+    return specs["main"].get("options", {})
 
 
 def test_ansible_cfg_sets_paths_inventory_and_pipelining() -> None:
@@ -64,8 +69,42 @@ def test_makefile_has_the_readme_entry_points() -> None:
 
 @pytest.mark.parametrize("role", ROLES, ids=role_ids())
 def test_role_has_the_expected_files(role: Path) -> None:
-    for relative in ("README.md", "meta/main.yml", "meta/argument_specs.yml", "tasks/main.yml"):
+    for relative in ("README.md", "meta/main.yml", "meta/argument_specs.yml"):
         assert (role / relative).is_file(), f"{role.name} lacks {relative}"
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    if role.name in INTERNAL_ROLES:
+        assert not (role / "tasks" / "main.yml").exists(), f"{role.name} is internal: it has no main entry point"
+        assert "main" not in specs, f"{role.name} is internal: its argument specs have no main entry point"
+    else:
+        assert (role / "tasks" / "main.yml").is_file(), f"{role.name} lacks tasks/main.yml"
+        assert "main" in specs, f"{role.name} lacks the main entry point in meta/argument_specs.yml"
+    for entry in specs:
+        if entry != "main":
+            assert (role / "tasks" / f"{entry}.yml").is_file(), f"{role.name}: entry point {entry} has no tasks file"
+
+
+def test_internal_roles_refuse_to_run_from_a_play() -> None:
+    for name in INTERNAL_ROLES:
+        for entry in yaml.safe_load((REPO / "roles" / name / "meta" / "argument_specs.yml").read_text())[
+            "argument_specs"
+        ]:
+            tasks = yaml.safe_load((REPO / "roles" / name / "tasks" / f"{entry}.yml").read_text())
+            first = tasks[0]
+            assert "ansible_parent_role_names" in str(first.get("ansible.builtin.assert", {}).get("that")), (
+                f"{name}/{entry}: the first task must refuse a call that does not come from a role"
+            )
+
+
+def test_the_foundation_names_no_component() -> None:
+    """Nothing under stack_common or compose_engine names a component role, its variables or containers."""
+    components = [p.name for p in ROLES if p.name not in INTERNAL_ROLES | {"stack_common", "docker"}]
+    offenders = []
+    for role in ("stack_common", "compose_engine"):
+        for path in (REPO / "roles" / role).rglob("*"):
+            if path.is_file() and path.suffix in {".yml", ".py", ".j2", ".md"} and path.name != "README.md":
+                text = path.read_text()
+                offenders += [f"{path.relative_to(REPO)}: {name}" for name in components if name in text]
+    assert not offenders, "\n".join(offenders)
 
 
 @pytest.mark.parametrize("role", ROLES, ids=role_ids())
@@ -94,3 +133,21 @@ def test_no_image_is_unpinned(role: Path) -> None:
     for path in role.rglob("*"):
         if path.is_file() and path.suffix in {".yml", ".yaml", ".j2"}:
             assert ":latest" not in path.read_text(), f"{path} uses an unpinned :latest image"
+
+
+
+@pytest.mark.parametrize("role", ROLES, ids=role_ids())
+def test_argument_spec_defaults_equal_the_real_defaults(role: Path) -> None:
+    """Every entry point documents each role default with the value defaults/main.yml really sets
+    (templates compared as text), and documents no default the role does not have."""
+    defaults_file = role / "defaults" / "main.yml"
+    real = (yaml.safe_load(defaults_file.read_text()) or {}) if defaults_file.exists() else {}
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    problems = []
+    for entry, spec in specs.items():
+        for name, option in (spec.get("options") or {}).items():
+            if name in real and option.get("default") != real[name]:
+                problems.append(f"{entry}.{name}: spec default {option.get('default')!r} != real {real[name]!r}")
+            elif name not in real and "default" in option and name.startswith(f"{role.name}_"):
+                problems.append(f"{entry}.{name}: a spec default, but defaults/main.yml does not set it")
+    assert not problems, f"role {role.name}:\n" + "\n".join(problems)

@@ -29,8 +29,11 @@ def panels_of(dashboard: dict) -> Iterator[dict]:
 def test_there_is_a_stack_overview_dashboard() -> None:
     uids = {json.loads(path.read_text())["uid"] for path in DASHBOARDS}
     assert "prefect-stack-overview" in uids
+    # The grafana role publishes this dashboard's URL; Alertmanager's Slack messages link to it.
+    grafana_preflight = (REPO / "roles" / "grafana" / "tasks" / "preflight.yml").read_text()
+    assert "/d/prefect-stack-overview" in grafana_preflight
     alertmanager_defaults = (REPO / "roles" / "alertmanager" / "defaults" / "main.yml").read_text()
-    assert "/d/prefect-stack-overview" in alertmanager_defaults
+    assert "grafana_endpoint" in alertmanager_defaults
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=[p.name for p in DASHBOARDS])

@@ -89,3 +89,13 @@ def test_a_mode_that_is_not_octal_fails_naming_the_path(tree: Path) -> None:
 def test_check_mode_reads_the_same(tree: Path) -> None:
     result = run_module("stack_paths_check", {"paths": wanted(tree)}, check_mode=True)
     assert result["in_sync"] is True
+
+
+def test_an_absent_path_is_in_sync_only_while_nothing_is_there(tmp_path: Path) -> None:
+    target = tmp_path / "secret"
+    paths = [{"path": str(target), "state": "absent"}]
+    assert run_module("stack_paths_check", {"paths": paths})["in_sync"] is True
+    target.write_text("x")
+    result = run_module("stack_paths_check", {"paths": paths})
+    assert result["in_sync"] is False
+    assert result["differences"] == [{"path": str(target), "differs": ["present"]}]

@@ -38,9 +38,9 @@ options:
         required: true
       state:
         description:
-          - What the path must be.
+          - What the path must be. V(absent) means that nothing may exist at the path.
         type: str
-        choices: [directory, file]
+        choices: [directory, file, absent]
         default: file
       mode:
         description:
@@ -64,24 +64,24 @@ EXAMPLES = r"""
 - name: Check the component directory and its compose file in one call.
   stack_paths_check:
     paths:
-      - path: /opt/prefect-stack/redis
+      - path: /srv/app
         state: directory
         mode: "0755"
         owner: root
         group: root
-      - path: /opt/prefect-stack/redis/compose.yml
+      - path: /srv/app/compose.yml
         mode: "0644"
         owner: root
         group: root
         checksum: "{{ lookup('ansible.builtin.template', 'compose.yml.j2') | hash('sha1') }}"
-  register: redis_paths
+  register: app_paths
 
 - name: Render the compose file only when something differs.
   ansible.builtin.template:
     src: compose.yml.j2
-    dest: /opt/prefect-stack/redis/compose.yml
+    dest: /srv/app/compose.yml
     mode: "0644"
-  when: not redis_paths.in_sync
+  when: not app_paths.in_sync
 """
 
 RETURN = r"""
@@ -96,7 +96,7 @@ differences:
   type: list
   elements: dict
   sample:
-    - path: /opt/prefect-stack/redis/config/redis.conf
+    - path: /srv/app/config/app.conf
       differs: [checksum, mode]
 """
 
@@ -115,7 +115,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
         "required": True,
         "options": {
             "path": {"type": "path", "required": True},
-            "state": {"type": "str", "choices": ["directory", "file"], "default": "file"},
+            "state": {"type": "str", "choices": ["directory", "file", "absent"], "default": "file"},
             "mode": {"type": "str"},
             "owner": {"type": "str"},
             "group": {"type": "str"},
@@ -140,9 +140,11 @@ def differences(wanted: dict[str, Any], sha1: Any) -> list[str]:
     try:
         found = os.lstat(wanted["path"])
     except FileNotFoundError:
-        return ["missing"]
+        return [] if wanted["state"] == "absent" else ["missing"]
     except PermissionError:
         return ["unreadable"]
+    if wanted["state"] == "absent":
+        return ["present"]
     is_dir = stat.S_ISDIR(found.st_mode)
     if (wanted["state"] == "directory") != is_dir or (not is_dir and not stat.S_ISREG(found.st_mode)):
         return ["type"]

@@ -1,0 +1,194 @@
+"""The compose engine's plan: what one compose project wants on the host, computed once.
+
+The component roles push a list of config entries; these filters turn it into the paths the
+one-call check compares, the per-service configuration hashes that recreate exactly the services
+whose files changed, and the lists the engine's tasks loop over. Nothing here touches the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import yaml
+
+DOCUMENTATION = """
+name: compose_engine_sources
+short_description: Absolute template paths of a compose project's config entries
+description:
+  - Resolves each present entry's C(src) against the calling role's templates directory
+    (an absolute C(src) is kept), in the order the plan lists them.
+positional: _input, templates_dir
+options:
+  _input:
+    description: The config entries (C(compose_engine_configs)).
+    type: list
+    elements: dict
+    required: true
+  templates_dir:
+    description: The calling role's templates directory.
+    type: str
+    required: true
+"""
+
+DEFAULT_DIR_MODE = "0755"
+DEFAULT_FILE_MODE = "0644"
+DEFAULT_SECRET_MODE = "0600"
+ROOT = "root"
+
+
+class PlanError(ValueError):
+    """A config entry the engine cannot apply; the message names the entry and the fix."""
+
+
+def _present(configs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [item for item in configs if item.get("state", "present") == "present"]
+
+
+def _check_entry(item: Mapping[str, Any]) -> None:
+    for key in ("src", "dest") if item.get("state", "present") == "present" else ("dest",):
+        if not str(item.get(key) or ""):
+            raise PlanError(f"compose_engine_configs: the entry {dict(item)!r} has no {key}.")
+    if str(item["dest"]).startswith("/") or ".." in str(item["dest"]).split("/"):
+        raise PlanError(
+            f"compose_engine_configs: dest {item['dest']!r} must be a relative path inside config/."
+        )
+
+
+def compose_engine_sources(configs: Sequence[Mapping[str, Any]], templates_dir: str) -> list[str]:
+    """Template path of every present entry: absolute as given, else under the caller's templates."""
+    for item in configs:
+        _check_entry(item)
+    return [
+        str(item["src"]) if str(item["src"]).startswith("/") else f"{templates_dir.rstrip('/')}/{item['src']}"
+        for item in _present(configs)
+    ]
+
+
+def _sha1(text: str) -> str:
+    # SHA-1 because it is the checksum the template and copy modules report for the same file.
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _file_entry(item: Mapping[str, Any], src: str, path: str, checksum: str) -> dict[str, Any]:
+    secret = bool(item.get("secret", False))
+    return {
+        "src": src,
+        "dest": str(item["dest"]),
+        "path": path,
+        "mode": str(item.get("mode") or (DEFAULT_SECRET_MODE if secret else DEFAULT_FILE_MODE)),
+        "owner": str(item.get("owner", ROOT)),
+        "group": str(item.get("group", ROOT)),
+        "secret": secret,
+        "validate": item.get("validate"),
+        "services": list(item.get("services") or []),
+        "checksum": checksum,
+    }
+
+
+def _directory(path: str, item: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    item = item or {}
+    return {
+        "path": path,
+        "state": "directory",
+        "mode": str(item.get("mode") or DEFAULT_DIR_MODE),
+        "owner": str(item.get("owner", ROOT)),
+        "group": str(item.get("group", ROOT)),
+    }
+
+
+def _config_hashes(files: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """One hash per service over the checksums of the files that list it, in the entries' order."""
+    services: list[str] = []
+    for entry in files:
+        services.extend(name for name in entry["services"] if name not in services)
+    return {
+        service: hashlib.sha256(
+            ",".join(entry["checksum"] for entry in files if service in entry["services"]).encode()
+        ).hexdigest()
+        for service in services
+    }
+
+
+def compose_engine_plan(
+    configs: Sequence[Mapping[str, Any]],
+    checksums: Sequence[str],
+    compose_rendered: str,
+    project_dir: str,
+    directories: Sequence[Mapping[str, Any]] = (),
+    config_dir: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything the engine's tasks need, from the entries and their rendered contents.
+
+    `checksums` holds the SHA-1 of each present entry's rendered content, in the order of
+    compose_engine_sources; `compose_rendered` is the rendered compose file.
+    """
+    present = _present(configs)
+    if len(checksums) != len(present):
+        raise PlanError(f"compose_engine_plan: {len(present)} config entries but {len(checksums)} checksums.")
+    for item in configs:
+        _check_entry(item)
+    base = project_dir.rstrip("/")
+    files = [
+        _file_entry(item, str(item["src"]), f"{base}/config/{item['dest']}", checksum)
+        for item, checksum in zip(present, checksums, strict=True)
+    ]
+    dirs = [_directory(base), _directory(f"{base}/config", config_dir)]
+    dirs += [_directory(f"{base}/{item['path']}", item) for item in directories]
+    absent = [f"{base}/config/{item['dest']}" for item in configs if item.get("state", "present") == "absent"]
+    wanted = [*dirs]
+    wanted += [
+        {key: entry[key] for key in ("path", "mode", "owner", "group", "checksum")} | {"state": "file"}
+        for entry in files
+    ]
+    wanted.append(
+        {
+            "path": f"{base}/compose.yml",
+            "state": "file",
+            "mode": DEFAULT_FILE_MODE,
+            "owner": ROOT,
+            "group": ROOT,
+            "checksum": _sha1(compose_rendered),
+        }
+    )
+    wanted += [{"path": path, "state": "absent"} for path in absent]
+    return {
+        "directories": dirs,
+        "files": files,
+        "absent": absent,
+        "wanted_paths": wanted,
+        "config_hashes": _config_hashes(files),
+        "services": sorted((yaml.safe_load(compose_rendered) or {}).get("services") or {}),
+    }
+
+
+def compose_engine_services_up(
+    services: Iterable[str], project: str, containers: Iterable[Mapping[str, Any]]
+) -> bool:
+    """True when every service of the project has a running container that is not unhealthy or starting.
+
+    `containers` is community.docker.docker_host_info's container list (its Labels and State /
+    Status keys). A container that is stopped, missing, restarting, unhealthy or still starting
+    means the project must be applied (and waited for) again.
+    """
+    running: set[str] = set()
+    for container in containers:
+        labels = container.get("Labels") or {}
+        if labels.get("com.docker.compose.project") != project:
+            continue
+        status = str(container.get("Status", ""))
+        if container.get("State") == "running" and "(unhealthy)" not in status and "starting)" not in status:
+            running.add(str(labels.get("com.docker.compose.service", "")))
+    return set(services) <= running
+
+
+class FilterModule:
+    """compose_engine_sources, compose_engine_plan, compose_engine_services_up."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "compose_engine_sources": compose_engine_sources,
+            "compose_engine_plan": compose_engine_plan,
+            "compose_engine_services_up": compose_engine_services_up,
+        }

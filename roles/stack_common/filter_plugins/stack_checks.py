@@ -1,0 +1,87 @@
+"""Shared checks of the stack: the inputs the component roles claim on a host, checked together.
+
+Each component role claims its published host ports (variable name -> port) on the hosts it runs
+on; a host that runs several components gets all their claims, so a clash across roles is caught
+before anything changes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+DOCUMENTATION = """
+name: stack_port_problems
+short_description: What is wrong with the host ports the component roles of one host claim
+description:
+  - Returns one message per variable whose value is not a TCP port (1-65535) and one per port that
+    several variables claim, naming the variables and the fix; an empty list when all is well.
+positional: _input, host
+options:
+  _input:
+    description: Claimed ports, variable name -> port.
+    type: dict
+    required: true
+  host:
+    description: Inventory name of the host, for the messages.
+    type: str
+    required: true
+"""
+
+
+def _as_port(value: Any) -> int | None:
+    text = str(value).strip()
+    if not text.isdigit() or len(text) > 5:
+        return None
+    port = int(text)
+    return port if 1 <= port <= 65535 else None
+
+
+def stack_port_problems(claims: Mapping[str, Any], host: str) -> list[str]:
+    """Messages for invalid ports and clashes (empty when every claimed port is valid and unique)."""
+    problems = [
+        f"{name}={value!s} on {host} is not a TCP port: set it to a number between 1 and 65535."
+        for name, value in sorted(claims.items())
+        if _as_port(value) is None
+    ]
+    by_port: dict[int, list[str]] = {}
+    for name, value in sorted(claims.items()):
+        port = _as_port(value)
+        if port is not None:
+            by_port.setdefault(port, []).append(name)
+    problems += [
+        f"Port clash on {host}: {' and '.join(names)} share port {port}."
+        " Give each of these variables a different port."
+        for port, names in sorted(by_port.items())
+        if len(names) > 1
+    ]
+    return problems
+
+
+def stack_local_address(bind_address: str) -> str:
+    """Where a client on the host itself reaches a published port (a wildcard bind: over loopback)."""
+    return "127.0.0.1" if str(bind_address).strip() in {"", "0.0.0.0", "::"} else str(bind_address).strip()
+
+
+def stack_bind_address_problem(bind_address: Any) -> str:
+    """'' when the bind address is an IPv4 address, else the message naming the variable and the fix."""
+    try:
+        ipaddress.IPv4Address(str(bind_address))
+    except ValueError:
+        return (
+            f"stack_bind_address={bind_address!s} is not an IPv4 address. Set it to 127.0.0.1 (default,"
+            " loopback only), 0.0.0.0 (every interface) or one address of this host."
+        )
+    return ""
+
+
+class FilterModule:
+    """stack_port_problems, stack_local_address, stack_bind_address_problem."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "stack_port_problems": stack_port_problems,
+            "stack_local_address": stack_local_address,
+            "stack_bind_address_problem": stack_bind_address_problem,
+        }
