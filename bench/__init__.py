@@ -1,1 +1,1 @@
-"""The benchmark of issue 7: `make bench` (python -m bench). See bench/README.md."""
+"""The benchmark of the stack: `make bench` (python -m bench). See bench/README.md."""
