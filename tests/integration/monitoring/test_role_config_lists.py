@@ -1,4 +1,4 @@
-"""What each monitoring role hands to stack_common's compose_project: every file it must render, each
+"""What each monitoring role hands to the compose engine: every file it must render, each
 validated by the pinned image's own checker, secrets 0600 for the container's user, and no `services`
 on the files that are reloaded instead of restarted. Evaluated by Ansible with the roles' vars."""
 
@@ -13,9 +13,13 @@ from monitoring_support import REPO
 pytestmark = pytest.mark.integration
 
 
-def config_lists(rendered: Path, variant: str) -> dict[str, dict[str, dict]]:
+def config_lists(rendered: Path, variant: str, state: str = "present") -> dict[str, dict[str, dict]]:
+    """The files each role hands to the engine in that state (present: the host gets them)."""
     lists = json.loads((rendered / "_configs" / f"{variant}.json").read_text())
-    return {role: {item["dest"]: item for item in items} for role, items in lists.items()}
+    return {
+        role: {item["dest"]: item for item in items if item.get("state", "present") == state}
+        for role, items in lists.items()
+    }
 
 
 def test_prometheus_renders_its_config_and_every_rule_template(rendered: Path) -> None:
@@ -64,10 +68,13 @@ def test_secrets_are_0600_files_of_the_container_user(rendered: Path, role: str,
     assert (str(item["owner"]), str(item["group"]), item["mode"]) == (uid, uid, "0600")
 
 
-def test_without_secrets_no_secret_file_is_rendered(rendered: Path) -> None:
+def test_without_secrets_no_secret_file_is_rendered_and_an_old_one_is_removed(rendered: Path) -> None:
     configs = config_lists(rendered, "default")
     assert "secrets/prefect_server_password" not in configs["prometheus"]
     assert "secrets/slack_webhook_url" not in configs["alertmanager"]
+    absent = config_lists(rendered, "default", state="absent")
+    assert "secrets/prefect_server_password" in absent["prometheus"]
+    assert "secrets/slack_webhook_url" in absent["alertmanager"]
 
 
 def test_grafana_provisioning_changes_recreate_grafana(rendered: Path) -> None:

@@ -1,4 +1,5 @@
-"""stack_common's compose_project.yml on the real Docker engine: images and restart scope.
+"""The compose engine (roles/compose_engine, entry point project) on the real Docker engine: images
+and restart scope.
 
 - A missing image is pulled through `stack_registry_mirror` (a private throw-away registry, Debian's
   `docker-registry`, on a free loopback port) and tagged with its official name; `library/` is
@@ -49,7 +50,7 @@ def image_present(name: str) -> bool:
 
 
 class Bed:
-    """A scratch directory with a tiny role, an inventory and a playbook calling compose_project.yml."""
+    """A scratch directory with a tiny role, an inventory and a playbook calling the compose engine."""
 
     def __init__(self, root: Path, tag: str) -> None:
         self.root = root
@@ -64,13 +65,14 @@ class Bed:
                 """\
                 - name: Deploy the scratch project.
                   ansible.builtin.include_role:
-                    name: stack_common
-                    tasks_from: compose_project.yml
+                    name: compose_engine
+                    tasks_from: project
                   vars:
-                    stack_common_compose_component: app
-                    stack_common_compose_template: compose.yml.j2
-                    stack_common_compose_images: "{{ e2e_images }}"
-                    stack_common_compose_configs:
+                    compose_engine_project_dir: "{{ stack_base_dir }}/app"
+                    compose_engine_project_name: prefect-stack-app
+                    compose_engine_template: compose.yml.j2
+                    compose_engine_images: "{{ e2e_images }}"
+                    compose_engine_configs:
                       - {src: one.conf.j2, dest: one.conf, services: [one]}
                       - {src: two.conf.j2, dest: two.conf, services: [two]}
                 """
@@ -87,7 +89,7 @@ class Bed:
                     command: ["sleep", "infinity"]
                     init: true
                     labels:
-                      prefect-stack.config-hash: "{{{{ stack_common_config_hashes['{name}'] }}}}"
+                      prefect-stack.config-hash: "{{{{ compose_engine_config_hashes['{name}'] }}}}"
                     volumes: ["./config:/cfg:ro"]
                     healthcheck:
                       test: ["CMD", "test", "-f", "/cfg/{name}.conf"]
@@ -99,7 +101,7 @@ class Bed:
             for index, name in enumerate(["one", "two"])
         )
         (role / "templates" / "compose.yml.j2").write_text(
-            "name: {{ stack_common_project_name }}\nservices:\n"
+            "name: {{ compose_engine_project_name }}\nservices:\n"
             + textwrap.indent(services, "  ")
             + "networks:\n  stack:\n    name: {{ stack_network_name }}\n    external: true\n"
         )
@@ -141,7 +143,7 @@ class Bed:
         for line in output.splitlines():
             if line.startswith("localhost") and "ok=" in line:
                 recap = {key: int(value) for key, value in (part.split("=") for part in line.split()[2:])}
-        print(f"[timing] compose_project scratch run: {time.monotonic() - started:.1f} s {recap}")
+        print(f"[timing] compose engine scratch run: {time.monotonic() - started:.1f} s {recap}")
         return result.returncode, recap, output
 
     def started(self, name: str) -> str:
