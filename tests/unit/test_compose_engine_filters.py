@@ -122,6 +122,16 @@ def test_services_are_up_only_when_every_one_runs_and_none_is_unhealthy_or_start
     assert not up(["a"], "p", [container("a", project="other")]), "another project's container"
 
 
+def test_the_containers_of_a_project_are_found_by_its_label() -> None:
+    containers = [
+        {**container("a", state="exited"), "Names": ["/one"]},
+        {**container("b", project="other"), "Names": ["/two"]},
+        {"Names": ["/three"], "Labels": None},
+    ]
+    assert engine.compose_engine_project_containers(containers, "p") == ["one"]
+    assert engine.compose_engine_project_containers(containers, "none") == []
+
+
 def test_port_problems_name_invalid_ports_and_clashes_across_roles() -> None:
     problems = checks.stack_port_problems(
         {"redis_port": 4200, "prefect_server_port": "4200", "grafana_port": "70000", "x_port": "abc"}, "h1"

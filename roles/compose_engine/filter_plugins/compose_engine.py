@@ -183,12 +183,22 @@ def compose_engine_services_up(
     return set(services) <= running
 
 
+def compose_engine_project_containers(containers: Iterable[Mapping[str, Any]], project: str) -> list[str]:
+    """Names of the containers (any state) that belong to a compose project."""
+    return [
+        str((container.get("Names") or ["?"])[0]).lstrip("/")
+        for container in containers
+        if (container.get("Labels") or {}).get("com.docker.compose.project") == project
+    ]
+
+
 class FilterModule:
-    """compose_engine_sources, compose_engine_plan, compose_engine_services_up."""
+    """The compose engine's filters: sources, plan, services up, project containers."""
 
     def filters(self) -> dict[str, Any]:
         return {
             "compose_engine_sources": compose_engine_sources,
             "compose_engine_plan": compose_engine_plan,
             "compose_engine_services_up": compose_engine_services_up,
+            "compose_engine_project_containers": compose_engine_project_containers,
         }
