@@ -72,7 +72,7 @@ test-fast: ## Lint and the unit tier.
 	$(MAKE) --no-print-directory lint test-unit
 	@$(VENV)/bin/python scripts/test_summary.py $(RESULTS)
 
-bench: testbed ## Benchmark A-F (bench/README.md): table + bench/results/<time>.json. ARGS="--rounds 5 --only ABCD"
+bench: testbed ## Benchmark A-G (bench/README.md): table + bench/results/<time>.json. ARGS="--rounds 5 --only ABCD"
 	$(VENV)/bin/python -m bench $(ARGS)
 
 clean: ## Remove local build products (not the stack, not the test bed cache).
