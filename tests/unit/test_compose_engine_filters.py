@@ -66,6 +66,10 @@ def test_the_hash_of_a_service_changes_only_with_the_files_that_list_it() -> Non
     assert shared_changed["redis"] != before["redis"] and shared_changed["exporter"] != before["exporter"]
 
 
+def test_the_hashes_alone_are_the_plans_hashes() -> None:
+    assert engine.compose_engine_config_hashes(CONFIGS, ["a", "b", "c"]) == plan()["config_hashes"]
+
+
 def test_wanted_paths_cover_directories_files_the_compose_file_and_removed_files() -> None:
     wanted = plan(directories=[{"path": "config/secrets", "mode": "0700", "owner": 65534}])["wanted_paths"]
     by_path = {item["path"]: item for item in wanted}

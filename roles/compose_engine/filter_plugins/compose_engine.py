@@ -183,6 +183,13 @@ def compose_engine_services_up(
     return set(services) <= running
 
 
+def compose_engine_config_hashes(
+    configs: Sequence[Mapping[str, Any]], checksums: Sequence[str]
+) -> dict[str, str]:
+    """Per-service hashes alone: the compose template needs them before it can be rendered."""
+    return compose_engine_plan(configs, checksums, "", "/")["config_hashes"]
+
+
 def compose_engine_project_containers(containers: Iterable[Mapping[str, Any]], project: str) -> list[str]:
     """Names of the containers (any state) that belong to a compose project."""
     return [
@@ -199,6 +206,7 @@ class FilterModule:
         return {
             "compose_engine_sources": compose_engine_sources,
             "compose_engine_plan": compose_engine_plan,
+            "compose_engine_config_hashes": compose_engine_config_hashes,
             "compose_engine_services_up": compose_engine_services_up,
             "compose_engine_project_containers": compose_engine_project_containers,
         }
