@@ -168,7 +168,7 @@ def compose_engine_services_up(
 ) -> bool:
     """True when every service of the project has a running container that is not unhealthy or starting.
 
-    `containers` is community.docker.docker_host_info's container list (its Labels and State /
+    `containers` is compose_engine_host_state's container list (its Labels and State /
     Status keys). A container that is stopped, missing, restarting, unhealthy or still starting
     means the project must be applied (and waited for) again.
     """
@@ -190,6 +190,45 @@ def compose_engine_config_hashes(
     return compose_engine_plan(configs, checksums, "", "/")["config_hashes"]
 
 
+def _same_id(wanted: str, number: int, name: str) -> bool:
+    return int(wanted) == number if wanted.isdigit() else wanted == name
+
+
+def _path_differences(wanted: Mapping[str, Any], found: Mapping[str, Any] | None) -> list[str]:
+    state = wanted.get("state", "file")
+    if found is None:
+        return [] if state == "absent" else ["missing"]
+    if state == "absent":
+        return ["present"]
+    if found["state"] != state:
+        return ["type"]
+    differs = []
+    if wanted.get("mode") is not None and int(str(wanted["mode"]), 8) != int(str(found["mode"]), 8):
+        differs.append("mode")
+    if wanted.get("owner") is not None and not _same_id(str(wanted["owner"]), found["uid"], found["owner"]):
+        differs.append("owner")
+    if wanted.get("group") is not None and not _same_id(str(wanted["group"]), found["gid"], found["group"]):
+        differs.append("group")
+    if state == "file" and wanted.get("checksum") is not None and found.get("checksum") != wanted["checksum"]:
+        differs.append("checksum")
+    return differs
+
+
+def compose_engine_path_differences(
+    wanted_paths: Iterable[Mapping[str, Any]], snapshot: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The wanted paths that the host snapshot does not show as wanted, with what differs.
+
+    `snapshot` is compose_engine_host_state's `paths`. A path the snapshot does not list counts as
+    missing, so a path outside what the snapshot covers is applied, never wrongly skipped.
+    """
+    return [
+        {"path": str(wanted["path"]), "differs": differs}
+        for wanted in wanted_paths
+        if (differs := _path_differences(wanted, snapshot.get(str(wanted["path"]))))
+    ]
+
+
 def compose_engine_project_containers(containers: Iterable[Mapping[str, Any]], project: str) -> list[str]:
     """Names of the containers (any state) that belong to a compose project."""
     return [
@@ -209,4 +248,5 @@ class FilterModule:
             "compose_engine_config_hashes": compose_engine_config_hashes,
             "compose_engine_services_up": compose_engine_services_up,
             "compose_engine_project_containers": compose_engine_project_containers,
+            "compose_engine_path_differences": compose_engine_path_differences,
         }
