@@ -136,6 +136,134 @@ def test_the_containers_of_a_project_are_found_by_its_label() -> None:
     assert engine.compose_engine_project_containers(containers, "none") == []
 
 
+def found(state: str = "file", mode: str = "0644", uid: int = 0, gid: int = 0, **extra: object) -> dict:
+    """A snapshot entry as compose_engine_host_state lists it (root:root unless told)."""
+    names = {0: "root", 999: "redis", 65534: "nobody"}
+    entry = {"state": state, "mode": mode, "uid": uid, "gid": gid, "owner": names.get(uid, str(uid))}
+    entry["group"] = names.get(gid, str(gid))
+    return entry | ({"checksum": "a"} if state == "file" else {}) | extra
+
+
+def differs(wanted: dict, snapshot_entry: dict | None) -> list[dict]:
+    snapshot = {} if snapshot_entry is None else {wanted["path"]: snapshot_entry}
+    return engine.compose_engine_path_differences([wanted], snapshot)
+
+
+FILE = {"path": "/srv/x/config/a.conf", "state": "file", "mode": "0644", "owner": "root", "group": "root"}
+
+
+def test_a_path_the_snapshot_does_not_list_is_missing() -> None:
+    assert differs(FILE, None) == [{"path": FILE["path"], "differs": ["missing"]}]
+    assert differs({"path": "/srv/x/config"}, None) == [{"path": "/srv/x/config", "differs": ["missing"]}]
+
+
+def test_an_absent_path_differs_only_while_something_is_there() -> None:
+    absent = {"path": "/srv/x/config/old.conf", "state": "absent"}
+    assert differs(absent, None) == []
+    assert differs(absent, found()) == [{"path": absent["path"], "differs": ["present"]}]
+    assert differs(absent, found("directory")) == [{"path": absent["path"], "differs": ["present"]}]
+
+
+@pytest.mark.parametrize(
+    ("wanted_state", "found_state"),
+    [("directory", "file"), ("file", "directory"), ("file", "other"), ("directory", "other")],
+)
+def test_another_type_is_a_type_difference_and_nothing_else(wanted_state: str, found_state: str) -> None:
+    wanted = FILE | {"state": wanted_state, "mode": "0700", "checksum": "b"}
+    assert differs(wanted, found(found_state)) == [{"path": FILE["path"], "differs": ["type"]}]
+
+
+def test_a_wanted_path_without_a_state_is_a_file() -> None:
+    wanted = {key: value for key, value in FILE.items() if key != "state"}
+    assert differs(wanted, found()) == []
+    assert differs(wanted, found("directory"))[0]["differs"] == ["type"]
+
+
+def test_mode_owner_group_and_checksum_differences_are_named_in_that_order() -> None:
+    wanted = FILE | {"mode": "0600", "owner": "redis", "group": "redis", "checksum": "b"}
+    assert differs(wanted, found()) == [
+        {"path": FILE["path"], "differs": ["mode", "owner", "group", "checksum"]}
+    ]
+    assert differs(wanted, found(mode="0600", uid=999, gid=999, checksum="b")) == []
+
+
+@pytest.mark.parametrize(
+    ("wanted", "entry", "names"),
+    [
+        ({"mode": "0640"}, found(), ["mode"]),
+        ({"mode": "644"}, found(), []),  # octal either way
+        ({"mode": "0644"}, found(mode="1644"), ["mode"]),  # a special bit counts
+        ({"owner": "nobody"}, found(), ["owner"]),
+        ({"group": "nobody"}, found(), ["group"]),
+        ({"checksum": "b"}, found(), ["checksum"]),
+        ({"checksum": "b"}, found(checksum=None), ["checksum"]),  # too large to be checksummed
+    ],
+    ids=["mode", "mode-without-zero", "special-bit", "owner", "group", "checksum", "no-checksum"],
+)
+def test_each_attribute_that_differs_is_named(wanted: dict, entry: dict, names: list[str]) -> None:
+    result = differs(FILE | wanted, entry)
+    assert result == ([{"path": FILE["path"], "differs": names}] if names else [])
+
+
+def test_an_owner_or_group_is_compared_by_name_or_by_numeric_id() -> None:
+    entry = found(uid=999, gid=999)
+    assert differs(FILE | {"owner": "redis", "group": "redis"}, entry) == []
+    assert differs(FILE | {"owner": "999", "group": 999}, entry) == []
+    assert differs(FILE | {"owner": 998, "group": "998"}, entry)[0]["differs"] == ["owner", "group"]
+    # An id without a name on the host: the snapshot gives the number as the name too.
+    assert differs(FILE | {"owner": "4242"}, found(uid=4242)) == []
+    assert differs(FILE | {"owner": "root"}, found(uid=4242))[0]["differs"] == ["owner"]
+
+
+def test_a_directory_is_never_compared_by_checksum_and_unset_attributes_are_not_compared() -> None:
+    directory = {"path": "/srv/x", "state": "directory", "checksum": "ignored"}
+    assert differs(directory, found("directory", mode="0777", uid=999, gid=999)) == []
+
+
+def test_only_the_paths_that_differ_are_listed_in_the_order_wanted() -> None:
+    wanted = [FILE | {"path": f"/srv/x/{name}"} for name in ("c", "a", "b")]
+    snapshot = {"/srv/x/a": found(), "/srv/x/b": found(mode="0600")}
+    assert engine.compose_engine_path_differences(wanted, snapshot) == [
+        {"path": "/srv/x/c", "differs": ["missing"]},
+        {"path": "/srv/x/b", "differs": ["mode"]},
+    ]
+    assert engine.compose_engine_path_differences([], snapshot) == []
+
+
+def snapshot_of(wanted_paths: list[dict]) -> dict[str, dict]:
+    """The snapshot compose_engine_host_state would list once the plan is applied as planned."""
+    ids = {"root": 0}
+    snapshot = {}
+    for item in wanted_paths:
+        if item["state"] == "absent":
+            continue
+        uid = ids[item["owner"]] if item["owner"] in ids else int(item["owner"])
+        gid = ids[item["group"]] if item["group"] in ids else int(item["group"])
+        extra = {"checksum": item["checksum"]} if item["state"] == "file" else {}
+        snapshot[item["path"]] = found(item["state"], item["mode"], uid, gid, **extra)
+    return snapshot
+
+
+def test_the_wanted_paths_of_a_real_plan_match_a_snapshot_of_that_plan() -> None:
+    directories = [{"path": "config/secrets", "mode": "0700", "owner": 65534}, {"path": "data"}]
+    wanted = plan(directories=directories, config_dir={"owner": "root", "group": 999, "mode": "0750"})[
+        "wanted_paths"
+    ]
+    snapshot = snapshot_of(wanted)
+    assert engine.compose_engine_path_differences(wanted, snapshot) == []
+    # and each kind of drift on that host is found again
+    snapshot["/srv/redis/config/redis.conf"] = snapshot["/srv/redis/config/redis.conf"] | {"checksum": "x"}
+    snapshot["/srv/redis/config/secrets"] = snapshot["/srv/redis/config/secrets"] | {"mode": "0755"}
+    snapshot["/srv/redis/config/secrets/password"] = found()
+    del snapshot["/srv/redis/compose.yml"]
+    assert engine.compose_engine_path_differences(wanted, snapshot) == [
+        {"path": "/srv/redis/config/secrets", "differs": ["mode"]},
+        {"path": "/srv/redis/config/redis.conf", "differs": ["checksum"]},
+        {"path": "/srv/redis/compose.yml", "differs": ["missing"]},
+        {"path": "/srv/redis/config/secrets/password", "differs": ["present"]},
+    ]
+
+
 def test_port_problems_name_invalid_ports_and_clashes_across_roles() -> None:
     problems = checks.stack_port_problems(
         {"redis_port": 4200, "prefect_server_port": "4200", "grafana_port": "70000", "x_port": "abc"}, "h1"

@@ -74,7 +74,7 @@ images:
   returned: always
   type: list
   elements: str
-  sample: [redis:7.0.15]
+  sample: [alpine:3.20.3]
 containers:
   description:
     - Every container, stopped ones included, with the keys of the engine's container list that
@@ -101,7 +101,7 @@ paths:
   returned: always
   type: dict
   sample:
-    /opt/prefect-stack/redis/compose.yml:
+    /opt/prefect-stack/web/compose.yml:
       state: file
       mode: "0644"
       uid: 0

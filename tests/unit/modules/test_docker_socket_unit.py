@@ -7,10 +7,6 @@ that end the waiting at once (exited, dead, restarting, unhealthy, missing).
 
 from __future__ import annotations
 
-import http.server
-import json
-import socketserver
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +17,7 @@ import pytest
 from ansible.module_utils import prefect_health_checks as checks
 from ansible.module_utils.prefect_api import PrefectApi
 from ansible.module_utils.prefect_health_checks import CheckContext, CheckFailed, check_containers
+from fake_docker_engine import FakeDockerEngine, serve
 
 pytestmark = pytest.mark.unit
 
@@ -47,46 +44,32 @@ DEFAULT_STATES: dict[str, dict[str, Any]] = {
 }
 
 
-class DockerHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        name = self.path.split("/")[2]
-        known: dict[str, dict[str, Any]] = self.server.containers  # type: ignore[attr-defined]
-        if name in known:
-            code, body = 200, {"Name": f"/{name}", "RestartCount": known[name].get("_restarts", 0)}
-            body["State"] = {k: v for k, v in known[name].items() if not k.startswith("_")}
-        else:
-            code, body = 404, {"message": f"No such container: {name}"}
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+class ContainerEngine(FakeDockerEngine):
+    """Answers GET /containers/<name>/json from ``containers`` (DEFAULT_STATES to start with)."""
 
-    def address_string(self) -> str:
-        return "unix"
+    def __init__(self, socket_path: str) -> None:
+        super().__init__(socket_path)
+        self.containers: dict[str, dict[str, Any]] = dict(DEFAULT_STATES)
 
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-
-class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+    def answer(self, path: str) -> tuple[int, Any]:
+        name = path.split("/")[2]
+        if name not in self.containers:
+            return 404, {"message": f"No such container: {name}"}
+        state = self.containers[name]
+        body = {"Name": f"/{name}", "RestartCount": state.get("_restarts", 0)}
+        body["State"] = {k: v for k, v in state.items() if not k.startswith("_")}
+        return 200, body
 
 
 @pytest.fixture
-def docker(tmp_path: Path) -> Iterator[UnixHTTPServer]:
-    """A fake Docker socket; set ``.containers`` to what it reports (DEFAULT_STATES to start with)."""
-    server = UnixHTTPServer(str(tmp_path / "docker.sock"), DockerHandler)
-    server.containers = dict(DEFAULT_STATES)  # type: ignore[attr-defined]
-    # A short poll interval: shutdown() waits for it, at every test's teardown.
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def docker(tmp_path: Path) -> Iterator[ContainerEngine]:
+    """A fake Docker socket; set ``.containers`` to what it reports."""
+    with serve(ContainerEngine, tmp_path / "docker.sock") as server:
+        yield server
 
 
 @pytest.fixture
-def docker_socket(docker: UnixHTTPServer) -> str:
+def docker_socket(docker: ContainerEngine) -> str:
     return str(docker.server_address)
 
 
@@ -106,9 +89,9 @@ class FakeClock:
         self.now += seconds
 
 
-def wait_like_validate(docker: UnixHTTPServer, states: dict[str, dict[str, Any]]) -> tuple[Any, FakeClock]:
+def wait_like_validate(docker: ContainerEngine, states: dict[str, dict[str, Any]]) -> tuple[Any, FakeClock]:
     """run_until_healthy as validate.yml runs it (timeout 120, interval 3), on a fake clock."""
-    docker.containers = states  # type: ignore[attr-defined]
+    docker.containers = states
     clock = FakeClock()
     summary = checks.run_until_healthy(
         ["containers"], ctx(str(docker.server_address), list(states)), 120, 3, clock, clock.sleep
@@ -135,7 +118,7 @@ def test_unhealthy_exited_and_missing_containers_fail_together(docker_socket: st
     }
 
 
-def test_an_exited_container_stops_the_waiting_at_once(docker: UnixHTTPServer) -> None:
+def test_an_exited_container_stops_the_waiting_at_once(docker: ContainerEngine) -> None:
     summary, clock = wait_like_validate(docker, {"prefect_server": HEALTHY, "redis": EXITED})
     assert summary.attempts == 1 and clock.now == 0
     assert summary.definitive == {"redis": "container redis is exited (exit code 137)"}
@@ -144,7 +127,7 @@ def test_an_exited_container_stops_the_waiting_at_once(docker: UnixHTTPServer) -
     )
 
 
-def test_an_unhealthy_container_stops_at_once_with_its_last_probe_output(docker: UnixHTTPServer) -> None:
+def test_an_unhealthy_container_stops_at_once_with_its_last_probe_output(docker: ContainerEngine) -> None:
     summary, clock = wait_like_validate(docker, {"prometheus": UNHEALTHY, "redis": HEALTHY})
     assert summary.attempts == 1 and clock.now == 0
     assert summary.definitive == {
@@ -158,7 +141,7 @@ def test_an_unhealthy_container_stops_at_once_with_its_last_probe_output(docker:
     [RESTARTING, {**HEALTHY, "Restarting": True}, {"Status": "dead", "ExitCode": 255}],
     ids=["restarting", "restart-loop-flag", "dead"],
 )
-def test_a_restarting_or_dead_container_stops_at_once(docker: UnixHTTPServer, state: dict[str, Any]) -> None:
+def test_a_restarting_or_dead_container_stops_at_once(docker: ContainerEngine, state: dict[str, Any]) -> None:
     summary, _ = wait_like_validate(docker, {"prefect_worker": {**state, "_restarts": 4}})
     assert summary.attempts == 1
     assert list(summary.definitive) == ["prefect_worker"]
@@ -174,7 +157,7 @@ def test_a_restarting_or_dead_container_stops_at_once(docker: UnixHTTPServer, st
     ids=["health-starting", "created", "paused"],
 )
 def test_a_starting_container_is_waited_for_until_the_timeout(
-    docker: UnixHTTPServer, state: dict[str, Any]
+    docker: ContainerEngine, state: dict[str, Any]
 ) -> None:
     summary, clock = wait_like_validate(docker, {"prefect_server": HEALTHY, "prefect_worker": state})
     assert summary.definitive == {}

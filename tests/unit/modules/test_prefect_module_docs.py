@@ -17,7 +17,7 @@ from prefect_module_runner import REPO, VENV_BIN, ansible_env, load_module
 
 pytestmark = pytest.mark.unit
 
-MODULES = ["prefect_health", "prefect_work_pool", "stack_paths_check"]
+MODULES = ["prefect_health", "prefect_work_pool", "compose_engine_host_state"]
 PREFECT_MODULES = ["prefect_health", "prefect_work_pool"]
 SECRET_WORDS = ("password", "secret", "token")
 FRAGMENTS = REPO / "plugins" / "doc_fragments"
@@ -125,10 +125,10 @@ def test_both_prefect_modules_take_the_shared_connection_options(name: str) -> N
     assert set(prefect_connection_argument_spec()) <= set(load_module(name).ARGUMENT_SPEC)
 
 
-def ansible_doc(*args: str) -> subprocess.CompletedProcess[str]:
+def ansible_doc(*args: str, library: str = "library") -> subprocess.CompletedProcess[str]:
     # From the repository root with its ansible.cfg, which names the doc fragment directory.
     return subprocess.run(
-        [str(VENV_BIN / "ansible-doc"), "-M", "library", *args],
+        [str(VENV_BIN / "ansible-doc"), "-M", library, *args],
         cwd=REPO,
         env=ansible_env(),
         capture_output=True,
@@ -148,3 +148,12 @@ def test_ansible_doc_renders_the_module_with_the_shared_options(name: str, reque
     options = json.loads(rendered.stdout)[name]["doc"]["options"]
     assert options["api_auth_password"]["description"]
     assert options["request_timeout"]["default"] == request_timeout
+
+
+def test_ansible_doc_renders_the_compose_engine_module_from_its_role() -> None:
+    name = "compose_engine_host_state"
+    rendered = ansible_doc("--json", name, library="roles/compose_engine/library")
+    assert rendered.returncode == 0, rendered.stderr
+    doc = json.loads(rendered.stdout)[name]
+    assert set(doc["doc"]["options"]) == set(load_module(name).ARGUMENT_SPEC)
+    assert set(doc["return"]) == set(yaml.safe_load(load_module(name).RETURN))
