@@ -32,19 +32,28 @@ if str(MODULE_UTILS) not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(str(MODULE_UTILS))
 
 
-def load_module(name: str) -> ModuleType:
-    """Import library/<name>.py as a Python module (once per process)."""
-    key = f"prefect_stack_library_{name}"
+def load_source(path: Path, key: str | None = None) -> ModuleType:
+    """Import one of the project's Python files (a module, filter plugin or doc fragment) by path.
+
+    Plugins are not importable packages: Ansible loads them by path, and so do the tests. Loaded
+    once per process under `key` (by default a name derived from the path).
+    """
+    key = key or "prefect_stack_" + "_".join(path.resolve().relative_to(REPO).with_suffix("").parts)
     if key in sys.modules:
         return sys.modules[key]
-    # A module that only one role uses ships in that role's library/ (found wherever the role is used).
-    path = next((REPO / "roles").glob(f"*/library/{name}.py"), LIBRARY / f"{name}.py")
     spec = importlib.util.spec_from_file_location(key, path)
-    assert spec and spec.loader
+    assert spec and spec.loader, f"cannot load {path}"
     module = importlib.util.module_from_spec(spec)
     sys.modules[key] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_module(name: str) -> ModuleType:
+    """Import library/<name>.py as a Python module (once per process)."""
+    # A module that only one role uses ships in that role's library/ (found wherever the role is used).
+    path = next((REPO / "roles").glob(f"*/library/{name}.py"), LIBRARY / f"{name}.py")
+    return load_source(path, f"prefect_stack_library_{name}")
 
 
 def run_module(

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from prefect_module_runner import load_source
 
 pytestmark = pytest.mark.unit
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 
 
-def load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-engine = load(ROLES / "compose_engine" / "filter_plugins" / "compose_engine.py")
-checks = load(ROLES / "stack_common" / "filter_plugins" / "stack_checks.py")
+engine = load_source(ROLES / "compose_engine" / "filter_plugins" / "compose_engine.py")
+checks = load_source(ROLES / "stack_common" / "filter_plugins" / "stack_checks.py")
 
 CONFIGS = [
     {"src": "redis.conf.j2", "dest": "redis.conf", "secret": True, "owner": 999, "services": ["redis"]},

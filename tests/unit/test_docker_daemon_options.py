@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from prefect_module_runner import load_source
 
 pytestmark = pytest.mark.unit
 
 PLUGIN = Path(__file__).resolve().parents[2] / "roles" / "docker" / "filter_plugins" / "docker_daemon.py"
 
 
-def load_plugin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("docker_daemon_filter", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-errors_of = load_plugin().docker_daemon_option_errors
+errors_of = load_source(PLUGIN).docker_daemon_option_errors
 
 
 def test_the_role_defaults_and_a_typical_site_config_pass() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import importlib.util
 import io
 import json
 import os
@@ -12,12 +11,12 @@ import pwd
 import subprocess
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
+from prefect_module_runner import load_source
 
 pytestmark = pytest.mark.unit
 
@@ -25,15 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "roles" / "docker" / "library" / "docker_host_probe.py"
 
 
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("docker_host_probe", MODULE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-probe = load()
+probe = load_source(MODULE)
 
 
 def run(args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:

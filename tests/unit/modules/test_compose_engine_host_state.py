@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import grp
 import hashlib
-import importlib.util
 import os
 import pwd
 import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from fake_docker_engine import FakeDockerEngine, serve
-from prefect_module_runner import REPO, load_module, run_module
+from prefect_module_runner import REPO, load_module, load_source, run_module
 
 pytestmark = pytest.mark.unit
 
@@ -378,15 +376,6 @@ def test_return_documents_exactly_the_keys_it_returns(engine: ListingEngine, sta
     assert set(host_state(engine, stack)) - {"changed", "invocation"} == documented
 
 
-def load_filters() -> ModuleType:
-    path = REPO / "roles" / "compose_engine" / "filter_plugins" / "compose_engine.py"
-    spec = importlib.util.spec_from_file_location("compose_engine_filters_for_host_state", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def id_of(name: str, by_name: Any) -> int:
     return int(name) if name.isdigit() else by_name(name)[2]
 
@@ -396,7 +385,7 @@ def test_a_plan_put_on_disk_as_planned_shows_no_difference_in_the_snapshot(
     engine: ListingEngine, tmp_path: Path
 ) -> None:
     """The module's snapshot and the controller's comparison agree on modes, ids and checksums."""
-    filters = load_filters()
+    filters = load_source(REPO / "roles" / "compose_engine" / "filter_plugins" / "compose_engine.py")
     configs = [
         {"src": "app.conf.j2", "dest": "app.conf", "services": ["app"]},
         {"src": "password.j2", "dest": "secrets/password", "secret": True, "owner": 65534, "group": 65534},

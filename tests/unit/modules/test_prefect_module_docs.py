@@ -6,14 +6,13 @@ A module's documented options are its own merged over those of its doc fragments
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 from typing import Any
 
 import pytest
 import yaml
-from prefect_module_runner import REPO, VENV_BIN, ansible_env, load_module
+from prefect_module_runner import REPO, VENV_BIN, ansible_env, load_module, load_source
 
 pytestmark = pytest.mark.unit
 
@@ -25,11 +24,8 @@ FRAGMENTS = REPO / "plugins" / "doc_fragments"
 
 def fragment_doc(name: str) -> dict[str, Any]:
     """DOCUMENTATION of plugins/doc_fragments/<name>.py, read from the file."""
-    spec = importlib.util.spec_from_file_location(f"prefect_stack_fragment_{name}", FRAGMENTS / f"{name}.py")
-    assert spec and spec.loader, f"no doc fragment {name} in {FRAGMENTS}"
-    fragment = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fragment)
-    return yaml.safe_load(fragment.ModuleDocFragment.DOCUMENTATION)
+    assert (FRAGMENTS / f"{name}.py").is_file(), f"no doc fragment {name} in {FRAGMENTS}"
+    return yaml.safe_load(load_source(FRAGMENTS / f"{name}.py").ModuleDocFragment.DOCUMENTATION)
 
 
 def doc_of(name: str) -> dict[str, Any]:
