@@ -278,3 +278,37 @@ def test_the_bind_address_must_be_ipv4() -> None:
         "300.1.1.1"
     )
     assert checks.stack_bind_address_problem("localhost")
+
+
+def test_a_project_is_applied_when_a_path_differs_a_service_is_down_or_this_run_applied_it() -> None:
+    wanted = plan()
+    as_wanted = {
+        entry["path"]: found(
+            state=entry["state"],
+            mode=entry["mode"],
+            uid=int(entry["owner"]) if entry["owner"].isdigit() else 0,
+            checksum=entry.get("checksum"),
+        )
+        for entry in wanted["wanted_paths"]
+        if entry["state"] != "absent"
+    }
+    running = [
+        container("redis", project="prefect-stack-redis"),
+        container("exporter", project="prefect-stack-redis"),
+    ]
+    decide = engine.compose_engine_decide
+
+    settled = decide(wanted, "prefect-stack-redis", as_wanted, running)
+    assert (settled["differences"], settled["services_running"], settled["needs_apply"]) == ([], True, False)
+    assert settled["files"] == wanted["files"], "the plan itself is kept"
+
+    changed = dict(as_wanted, **{"/srv/redis/config/redis.conf": found(uid=999, mode="0600", checksum="old")})
+    assert decide(wanted, "prefect-stack-redis", changed, running)["differences"] == [
+        {"path": "/srv/redis/config/redis.conf", "differs": ["checksum"]}
+    ]
+    assert decide(wanted, "prefect-stack-redis", changed, running)["needs_apply"]
+    assert decide(wanted, "prefect-stack-redis", as_wanted, running[:1])["needs_apply"], "a service is down"
+    assert decide(wanted, "prefect-stack-redis", as_wanted, running, ["prefect-stack-redis"])["needs_apply"]
+    assert not decide(wanted, "prefect-stack-redis", as_wanted, running, ["prefect-stack-other"])[
+        "needs_apply"
+    ]

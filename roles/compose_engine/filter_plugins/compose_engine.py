@@ -229,6 +229,28 @@ def compose_engine_path_differences(
     ]
 
 
+def compose_engine_decide(
+    plan: Mapping[str, Any],
+    project: str,
+    snapshot: Mapping[str, Mapping[str, Any]],
+    containers: Iterable[Mapping[str, Any]],
+    applied_projects: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The plan with what differs on the host and whether the project must be applied.
+
+    Applied when a path differs, when a service is not running healthy, or when this run applied
+    the project already (the snapshot predates that apply, so it is not trusted).
+    """
+    differences = compose_engine_path_differences(plan["wanted_paths"], snapshot)
+    services_running = compose_engine_services_up(plan["services"], project, containers)
+    return {
+        **plan,
+        "differences": differences,
+        "services_running": services_running,
+        "needs_apply": bool(differences) or not services_running or project in set(applied_projects),
+    }
+
+
 def compose_engine_project_containers(containers: Iterable[Mapping[str, Any]], project: str) -> list[str]:
     """Names of the containers (any state) that belong to a compose project."""
     return [
@@ -239,7 +261,7 @@ def compose_engine_project_containers(containers: Iterable[Mapping[str, Any]], p
 
 
 class FilterModule:
-    """The compose engine's filters: sources, plan, services up, project containers."""
+    """The compose engine's filters: sources, plan, what differs, services up, project containers."""
 
     def filters(self) -> dict[str, Any]:
         return {
@@ -249,4 +271,5 @@ class FilterModule:
             "compose_engine_services_up": compose_engine_services_up,
             "compose_engine_project_containers": compose_engine_project_containers,
             "compose_engine_path_differences": compose_engine_path_differences,
+            "compose_engine_decide": compose_engine_decide,
         }
