@@ -209,3 +209,44 @@ def test_members_of_the_group_by_primary_or_supplementary_group_are_not_listed(f
     )
     assert result["users_not_in_group"] == [me.pw_name]
     assert probe.users_not_in_group(["no-such-user-for-the-probe"], primary) == ["no-such-user-for-the-probe"]
+
+
+DEBIAN_OS_RELEASE = """PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+VERSION_CODENAME=bookworm
+ID=debian
+"""
+
+
+def test_the_os_is_named_as_the_setup_module_names_it() -> None:
+    assert probe.os_facts(DEBIAN_OS_RELEASE, "12.11\n", "x86_64") == {
+        "distribution": "Debian",
+        "distribution_version": "12.11",
+        "distribution_major_version": "12",
+        "distribution_release": "bookworm",
+        "architecture": "x86_64",
+    }
+    ubuntu = 'NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="24.04"\nUBUNTU_CODENAME=noble\n'
+    found = probe.os_facts(ubuntu, None, "aarch64")
+    assert (found["distribution"], found["distribution_version"], found["distribution_major_version"]) == (
+        "Ubuntu",
+        "24.04",
+        "24",
+    )
+    assert found["distribution_release"] == "noble"
+
+
+def test_debian_testing_keeps_the_os_release_version_and_an_unknown_os_its_name() -> None:
+    # On testing, /etc/debian_version holds a code name, not a point release.
+    assert probe.os_facts(DEBIAN_OS_RELEASE, "trixie/sid\n", "x86_64")["distribution_version"] == "12"
+    found = probe.os_facts('NAME="Fedora Linux"\nID=fedora\nVERSION_ID=41\n', None, "x86_64")
+    assert (found["distribution"], found["distribution_release"]) == ("Fedora Linux", "")
+    assert probe.os_facts(None, None, "x86_64")["distribution"] == ""
+
+
+def test_the_probe_reports_this_machines_os(fake_bin: Path) -> None:
+    no_docker(fake_bin)
+    found = run({})["os"]
+    assert found["architecture"] == os.uname().machine
+    assert found["distribution"]

@@ -10,7 +10,8 @@ DOCUMENTATION = r"""
 module: docker_host_probe
 short_description: Read in one call what the docker role needs to know about a host
 description:
-  - Reports the name of PID 1, the version of the Docker engine that answers (if any), the version
+  - Reports the operating system and architecture, the name of PID 1, the version of the Docker
+    engine that answers (if any), the version
     of the Compose v2 CLI plugin, when the running dockerd started, the parsed daemon
     configuration file and its modification time, the dpkg state of the given packages, the Python
     modules the interpreter running this module cannot import, and the given accounts that do not
@@ -18,7 +19,7 @@ description:
   - Read-only. It never changes anything and always reports C(changed=false), in check mode too.
     It needs no Docker engine; on a bare host it reports none.
   - The docker role used one task per fact (about ten module calls on a host where everything is
-    in place already); with this module a no-op re-run takes one.
+    in place already, fact gathering included); with this module a no-op re-run takes one.
 version_added: "0.1.0"
 author:
   - prefect-stack project
@@ -137,6 +138,34 @@ service_enabled:
   returned: always
   type: str
   sample: enabled
+os:
+  description:
+    - The operating system, named as the setup module names it, so that the role needs no fact
+      gathering. Read from C(/etc/os-release) (and C(/etc/debian_version) on Debian, whose point
+      release it holds) and the machine's architecture.
+  returned: always
+  type: dict
+  contains:
+    distribution:
+      description: The distribution (C(Debian), C(Ubuntu), else the C(NAME) of os-release).
+      type: str
+      sample: Debian
+    distribution_version:
+      description: Its version (C(12.12) on Debian, C(24.04) on Ubuntu).
+      type: str
+      sample: "12.12"
+    distribution_major_version:
+      description: The version up to the first dot.
+      type: str
+      sample: "12"
+    distribution_release:
+      description: The release's code name; empty when os-release has none.
+      type: str
+      sample: bookworm
+    architecture:
+      description: The machine's architecture as the kernel names it.
+      type: str
+      sample: x86_64
 packages:
   description: Installed version of each package asked for; empty string when it is not installed.
   returned: always
@@ -168,6 +197,7 @@ import grp  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import platform  # noqa: E402
 import pwd  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -188,6 +218,9 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
 # dockerd writes its pid here unless daemon.json says otherwise ("pidfile"). Other engines' dockerd
 # processes (in containers of this host's engine) are visible in /proc too: the pid file names ours.
 DEFAULT_PIDFILE = "/var/run/docker.pid"
+
+# os-release IDs whose distribution the setup module spells differently from their NAME.
+DISTRIBUTION_NAMES = {"debian": "Debian", "ubuntu": "Ubuntu"}
 
 
 def run(argv: list[str], timeout: int) -> tuple[int, str, str]:
@@ -248,6 +281,36 @@ def dockerd_started(options: dict[str, Any] | None) -> int | None:
     if (read_text(f"/proc/{pid}/comm") or "").strip() != "dockerd":
         return None
     return process_start(pid)
+
+
+def os_release(text: str | None) -> dict[str, str]:
+    """The KEY=value lines of an os-release file, quotes removed."""
+    found: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            found[key] = value.strip().strip("\"'")
+    return found
+
+
+def os_facts(release_text: str | None, debian_version: str | None, machine: str) -> dict[str, str]:
+    """Distribution, version, major version, release and architecture, as the setup module names them."""
+    release = os_release(release_text)
+    ident = release.get("ID", "").lower()
+    distribution = DISTRIBUTION_NAMES.get(ident) or release.get("NAME", "") or ident
+    version = release.get("VERSION_ID", "")
+    # Debian's os-release holds only the major version; /etc/debian_version the point release
+    # (on testing it holds a code name such as trixie/sid instead).
+    point = (debian_version or "").strip()
+    if ident == "debian" and point[:1].isdigit():
+        version = point
+    return {
+        "distribution": distribution,
+        "distribution_version": version,
+        "distribution_major_version": version.split(".")[0],
+        "distribution_release": release.get("VERSION_CODENAME") or release.get("UBUNTU_CODENAME", ""),
+        "architecture": machine,
+    }
 
 
 def package_versions(names: list[str], timeout: int) -> dict[str, str]:
@@ -323,6 +386,11 @@ def main() -> None:
         changed=False,
         pid1_name=pid1,
         euid=os.geteuid(),
+        os=os_facts(
+            read_text("/etc/os-release") or read_text("/usr/lib/os-release"),
+            read_text("/etc/debian_version"),
+            platform.machine(),
+        ),
         engine_version=engine_version,
         engine_error="" if engine_version else (engine_err or "docker version gave no server version"),
         compose_version=compose_version,
