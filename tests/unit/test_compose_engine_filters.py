@@ -312,3 +312,35 @@ def test_a_project_is_applied_when_a_path_differs_a_service_is_down_or_this_run_
     assert not decide(wanted, "prefect-stack-redis", as_wanted, running, ["prefect-stack-other"])[
         "needs_apply"
     ]
+
+
+def test_the_plan_becomes_the_arguments_of_compose_engine_files() -> None:
+    wanted = plan()
+    assert engine.compose_engine_directory_args(wanted["directories"]) == [
+        {"path": "/srv/redis", "owner": "root", "group": "root", "mode": "0755"},
+        {"path": "/srv/redis/config", "owner": "root", "group": "root", "mode": "0755"},
+    ]
+    files = engine.compose_engine_file_args(wanted["files"], ["conf", "json", "shared"])
+    assert [(entry["path"], entry["content"], entry["secret"]) for entry in files] == [
+        ("/srv/redis/config/redis.conf", "conf", True),
+        ("/srv/redis/config/exporter.json", "json", True),
+        ("/srv/redis/config/shared.conf", "shared", False),
+    ]
+    assert files[0] | {"content": ""} == {
+        "path": "/srv/redis/config/redis.conf",
+        "owner": "999",
+        "group": "root",
+        "mode": "0600",
+        "secret": True,
+        "content": "",
+    }, "only the options the module takes, and no validate key when there is no validator"
+    with pytest.raises(engine.PlanError, match="3 files but 2 rendered contents"):
+        engine.compose_engine_file_args(wanted["files"], ["conf", "json"])
+
+
+def test_a_validator_is_passed_on_with_its_file() -> None:
+    entry = {"src": "a.j2", "dest": "a", "validate": "check %s", "services": ["a"]}
+    [file_args] = engine.compose_engine_file_args(
+        engine.compose_engine_plan([entry], ["x"], COMPOSE, "/srv/a")["files"], ["text"]
+    )
+    assert file_args["validate"] == "check %s"

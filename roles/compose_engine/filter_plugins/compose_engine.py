@@ -229,6 +229,27 @@ def compose_engine_path_differences(
     ]
 
 
+def compose_engine_directory_args(directories: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The plan's directories as compose_engine_files takes them."""
+    return [{key: str(entry[key]) for key in ("path", "owner", "group", "mode")} for entry in directories]
+
+
+def compose_engine_file_args(
+    files: Sequence[Mapping[str, Any]], contents: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The plan's files with their contents (in compose_engine_sources' order), for compose_engine_files."""
+    if len(files) != len(contents):
+        raise PlanError(
+            f"compose_engine_file_args: {len(files)} files but {len(contents)} rendered contents."
+        )
+    return [
+        {key: entry[key] for key in ("path", "owner", "group", "mode", "secret")}
+        | {"content": content}
+        | ({"validate": entry["validate"]} if entry.get("validate") else {})
+        for entry, content in zip(files, contents, strict=True)
+    ]
+
+
 def compose_engine_decide(
     plan: Mapping[str, Any],
     project: str,
@@ -272,4 +293,6 @@ class FilterModule:
             "compose_engine_project_containers": compose_engine_project_containers,
             "compose_engine_path_differences": compose_engine_path_differences,
             "compose_engine_decide": compose_engine_decide,
+            "compose_engine_directory_args": compose_engine_directory_args,
+            "compose_engine_file_args": compose_engine_file_args,
         }

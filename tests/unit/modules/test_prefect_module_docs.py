@@ -16,7 +16,7 @@ from prefect_module_runner import REPO, VENV_BIN, ansible_env, load_module, load
 
 pytestmark = pytest.mark.unit
 
-MODULES = ["prefect_health", "prefect_work_pool", "compose_engine_host_state"]
+MODULES = ["prefect_health", "prefect_work_pool", "compose_engine_host_state", "compose_engine_files"]
 PREFECT_MODULES = ["prefect_health", "prefect_work_pool"]
 SECRET_WORDS = ("password", "secret", "token")
 FRAGMENTS = REPO / "plugins" / "doc_fragments"
