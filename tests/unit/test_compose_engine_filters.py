@@ -344,3 +344,27 @@ def test_a_validator_is_passed_on_with_its_file() -> None:
         engine.compose_engine_plan([entry], ["x"], COMPOSE, "/srv/a")["files"], ["text"]
     )
     assert file_args["validate"] == "check %s"
+
+
+def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
+    claims = checks.stack_claims(
+        {
+            "redis_stack_claim": {"ports": {"redis_port": 6379}, "images": ["redis:7", "shared:1"]},
+            "prefect_worker_stack_claim": {"ports": {}, "images": ["shared:1"]},
+            "grafana_stack_claim": {"ports": {"grafana_port": "6379"}, "images": []},
+        }
+    )
+    assert claims == {
+        "roles": ["grafana", "prefect_worker", "redis"],
+        "ports": {"grafana_port": "6379", "redis_port": 6379},
+        "images": ["shared:1", "redis:7"],
+    }
+    assert checks.stack_port_problems(claims["ports"], "h1") == [
+        "Port clash on h1: grafana_port and redis_port share port 6379."
+        " Give each of these variables a different port."
+    ]
+    assert checks.stack_claims({}) == {"roles": [], "ports": {}, "images": []}
+    with pytest.raises(ValueError, match="redis_stack_claim: ports must be a mapping"):
+        checks.stack_claims({"redis_stack_claim": {"ports": [6379], "images": []}})
+    with pytest.raises(ValueError, match="redis_claim: a claim is a fact <role>_stack_claim"):
+        checks.stack_claims({"redis_claim": {}})

@@ -1,8 +1,8 @@
 """Shared checks of the stack: the inputs the component roles claim on a host, checked together.
 
-Each component role claims its published host ports (variable name -> port) on the hosts it runs
-on; a host that runs several components gets all their claims, so a clash across roles is caught
-before anything changes.
+Each component role claims, in a fact named <role>_stack_claim, its published host ports (variable
+name -> port) and its images on the hosts it runs on; a host that runs several components gets all
+their claims, so a clash across roles is caught before anything changes.
 """
 
 from __future__ import annotations
@@ -59,6 +59,28 @@ def stack_port_problems(claims: Mapping[str, Any], host: str) -> list[str]:
     return problems
 
 
+CLAIM_SUFFIX = "_stack_claim"
+
+
+def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The claims of one host together: claiming roles, ports (variable -> port) and images.
+
+    `claim_facts` maps each <role>_stack_claim fact to its value, {ports: {...}, images: [...]}.
+    """
+    roles: list[str] = []
+    ports: dict[str, Any] = {}
+    images: list[str] = []
+    for fact, claim in sorted(claim_facts.items()):
+        if not fact.endswith(CLAIM_SUFFIX) or not isinstance(claim, Mapping):
+            raise ValueError(f"{fact}: a claim is a fact <role>_stack_claim holding ports and images.")
+        if not isinstance(claim.get("ports", {}), Mapping) or not isinstance(claim.get("images", []), list):
+            raise ValueError(f"{fact}: ports must be a mapping variable -> port and images a list.")
+        roles.append(fact[: -len(CLAIM_SUFFIX)])
+        ports.update(claim.get("ports", {}))
+        images.extend(str(image) for image in claim.get("images", []) if str(image) not in images)
+    return {"roles": roles, "ports": ports, "images": images}
+
+
 def stack_local_address(bind_address: str) -> str:
     """Where a client on the host itself reaches a published port (a wildcard bind: over loopback)."""
     return "127.0.0.1" if str(bind_address).strip() in {"", "0.0.0.0", "::"} else str(bind_address).strip()
@@ -77,10 +99,11 @@ def stack_bind_address_problem(bind_address: Any) -> str:
 
 
 class FilterModule:
-    """stack_port_problems, stack_local_address, stack_bind_address_problem."""
+    """stack_claims, stack_port_problems, stack_local_address, stack_bind_address_problem."""
 
     def filters(self) -> dict[str, Any]:
         return {
+            "stack_claims": stack_claims,
             "stack_port_problems": stack_port_problems,
             "stack_local_address": stack_local_address,
             "stack_bind_address_problem": stack_bind_address_problem,
