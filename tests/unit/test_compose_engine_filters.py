@@ -350,7 +350,7 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
     claims = checks.stack_claims(
         {
             "redis_stack_claim": {"ports": {"redis_port": 6379}, "images": ["redis:7", "shared:1"]},
-            "prefect_worker_stack_claim": {"ports": {}, "images": ["shared:1"]},
+            "prefect_worker_stack_claim": {"ports": {}, "images": ["shared:1"], "trees": ["/srv/flows"]},
             "grafana_stack_claim": {"ports": {"grafana_port": "6379"}, "images": []},
         }
     )
@@ -358,12 +358,13 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
         "roles": ["grafana", "prefect_worker", "redis"],
         "ports": {"grafana_port": "6379", "redis_port": 6379},
         "images": ["shared:1", "redis:7"],
+        "trees": ["/srv/flows"],
     }
     assert checks.stack_port_problems(claims["ports"], "h1") == [
         "Port clash on h1: grafana_port and redis_port share port 6379."
         " Give each of these variables a different port."
     ]
-    assert checks.stack_claims({}) == {"roles": [], "ports": {}, "images": []}
+    assert checks.stack_claims({}) == {"roles": [], "ports": {}, "images": [], "trees": []}
     with pytest.raises(ValueError, match="redis_stack_claim: ports must be a mapping"):
         checks.stack_claims({"redis_stack_claim": {"ports": [6379], "images": []}})
     with pytest.raises(ValueError, match="redis_claim: a claim is a fact <role>_stack_claim"):

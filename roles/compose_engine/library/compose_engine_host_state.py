@@ -45,6 +45,14 @@ options:
       - Files larger than this many bytes are listed without a checksum.
     type: int
     default: 1048576
+  trees:
+    description:
+      - More directories whose whole tree the snapshot lists, as it lists each project's
+        C(config) directory; for trees that a caller ships outside C(config), such as code copied
+        to the host. A missing one is simply absent from the snapshot.
+    type: list
+    elements: path
+    default: []
 """
 
 EXAMPLES = r"""
@@ -129,6 +137,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "docker_host": {"type": "str"},
     "timeout": {"type": "int", "default": 30},
     "max_checksum_size": {"type": "int", "default": 1048576},
+    "trees": {"type": "list", "elements": "path", "default": []},
 }
 CONTAINER_KEYS = ("Id", "Names", "Image", "Labels", "State", "Status")
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
@@ -235,8 +244,10 @@ def children(directory: str) -> list[str]:
         return []
 
 
-def snapshot(base_dir: str, max_checksum_size: int) -> dict[str, dict[str, Any]]:
-    """base_dir, <project>, <project>/<entry>, and the whole tree under <project>/config."""
+def snapshot(
+    base_dir: str, max_checksum_size: int, trees: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """base_dir, <project>, <project>/<entry>, the whole <project>/config tree, and the trees asked for."""
     found: dict[str, dict[str, Any]] = {}
 
     def add(path: str) -> bool:
@@ -252,6 +263,8 @@ def snapshot(base_dir: str, max_checksum_size: int) -> dict[str, dict[str, Any]]
             for child in children(path):
                 add_tree(child)
 
+    for tree in trees or []:
+        add_tree(tree.rstrip("/") or "/")
     if not add(base_dir):
         return found
     for project in children(base_dir):
@@ -290,7 +303,7 @@ def main() -> None:
             "playbooks/docker.yml (role docker) installs and starts it."
         )
     version, version_error = compose_version(params["timeout"])
-    paths = snapshot(params["base_dir"].rstrip("/") or "/", params["max_checksum_size"])
+    paths = snapshot(params["base_dir"].rstrip("/") or "/", params["max_checksum_size"], params["trees"])
     module.exit_json(
         changed=False,
         compose_version=version,

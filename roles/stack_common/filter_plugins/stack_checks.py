@@ -63,13 +63,15 @@ CLAIM_SUFFIX = "_stack_claim"
 
 
 def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
-    """The claims of one host together: claiming roles, ports (variable -> port) and images.
+    """The claims of one host together: claiming roles, ports (variable -> port), images and trees.
 
-    `claim_facts` maps each <role>_stack_claim fact to its value, {ports: {...}, images: [...]}.
+    `claim_facts` maps each <role>_stack_claim fact to its value, {ports: {...}, images: [...]}
+    and optionally trees: [...], the directories the role ships whose whole tree the host read lists.
     """
     roles: list[str] = []
     ports: dict[str, Any] = {}
     images: list[str] = []
+    trees: list[str] = []
     for fact, claim in sorted(claim_facts.items()):
         if not fact.endswith(CLAIM_SUFFIX) or not isinstance(claim, Mapping):
             raise ValueError(f"{fact}: a claim is a fact <role>_stack_claim holding ports and images.")
@@ -78,7 +80,8 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
         roles.append(fact[: -len(CLAIM_SUFFIX)])
         ports.update(claim.get("ports", {}))
         images.extend(str(image) for image in claim.get("images", []) if str(image) not in images)
-    return {"roles": roles, "ports": ports, "images": images}
+        trees.extend(str(tree) for tree in claim.get("trees", []) if str(tree) not in trees)
+    return {"roles": roles, "ports": ports, "images": images, "trees": trees}
 
 
 def stack_local_address(bind_address: str) -> str:

@@ -174,6 +174,20 @@ def test_the_snapshot_lists_the_projects_their_entries_and_the_whole_config_tree
     ]
 
 
+def test_a_tree_asked_for_is_listed_whole_and_a_missing_one_is_absent(
+    engine: ListingEngine, stack: Path
+) -> None:
+    flows = stack / "worker" / "flows"
+    make(flows / "pkg", 0o755)
+    make(flows / "pkg" / "task.py", 0o644, "print(2)\n")
+    result = host_state(engine, stack, trees=[f"{flows}/", str(stack / "worker" / "absent")])
+    assert result["paths"][str(flows / "flow.py")]["checksum"] == sha1("print(1)\n")
+    assert result["paths"][str(flows / "pkg")]["state"] == "directory"
+    assert result["paths"][str(flows / "pkg" / "task.py")]["checksum"] == sha1("print(2)\n")
+    assert str(stack / "worker" / "absent") not in result["paths"]
+    assert str(flows / "flow.py") not in host_state(engine, stack)["paths"], "only when asked for"
+
+
 def test_each_entry_has_its_type_mode_ids_names_and_the_sha1_of_a_file(
     engine: ListingEngine, stack: Path
 ) -> None:
