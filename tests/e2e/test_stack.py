@@ -242,6 +242,49 @@ def test_second_run_changes_nothing_restarts_nothing_and_logs_no_secret(stack: R
         assert secret(name) not in stack.output, f"{name} appears in the first run's output"
 
 
+def test_files_changed_on_the_host_are_put_back_without_a_restart(stack: Run) -> None:
+    """Drift in a flow file, a config file's content and a secret file's mode is repaired by a
+    re-run: each is seen in the one host read and rewritten (or only re-moded); no container restarts."""
+    flow = BASE_DIR / "prefect_worker" / "flows" / "test_flow.py"
+    prometheus_config = BASE_DIR / "prometheus" / "config" / "prometheus.yml"
+    redis_config = BASE_DIR / "redis" / "config" / "redis.conf"
+    redis_inode = redis_config.stat().st_ino
+    with flow.open("a") as handle:
+        handle.write("# changed on the host\n")
+    with prometheus_config.open("a") as handle:
+        handle.write("# changed on the host\n")
+    redis_config.chmod(0o644)
+    before = started_at()
+    run = playbook("playbooks/stack.yml")
+    assert_converged(run)
+    assert flow.read_bytes() == (REPO / "files" / "flows" / "test_flow.py").read_bytes()
+    assert "# changed on the host" not in prometheus_config.read_text()
+    assert stat.S_IMODE(redis_config.stat().st_mode) == 0o600
+    assert redis_config.stat().st_ino == redis_inode, "a mode-only fix must not rewrite the file"
+    assert run.recap()["changed"] >= 3, run.output[-3000:]
+    assert "RUNNING HANDLER [prometheus : Reload Prometheus]" in run.output
+    assert started_at() == before, "nothing restarts for these changes"
+    again = playbook("playbooks/stack.yml")
+    assert_converged(again)
+    assert again.recap()["changed"] == 0
+
+
+def test_projects_started_together_are_waited_for_once(stack: Run) -> None:
+    """Two server projects brought back by one run start without waiting, and one wait at the end
+    of the server play covers both: the slowest sets the time, not the sum."""
+    for name in ("redis", "prometheus"):
+        docker("stop", name)
+    run = playbook("playbooks/stack.yml")
+    assert_converged(run)
+    wait = run.output.split("TASK [compose_engine : Wait until the compose project is healthy]", 1)
+    assert len(wait) == 2, "the server play did not wait once for the projects it started"
+    waited = wait[1].split("TASK [", 1)[0]
+    for project in ("prefect-stack-redis", "prefect-stack-prometheus"):
+        assert f"(item={project})" in waited, waited
+    for name in ("redis", "prometheus"):
+        assert inspect(name)["State"]["Health"]["Status"] == "healthy", name
+
+
 def test_no_secret_in_a_world_readable_file(stack: Run) -> None:
     assert stat.S_IMODE(SECRETS_DIR.stat().st_mode) == 0o700
     for path in SECRETS_DIR.iterdir():

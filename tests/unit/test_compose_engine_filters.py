@@ -369,3 +369,13 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
         checks.stack_claims({"redis_stack_claim": {"ports": [6379], "images": []}})
     with pytest.raises(ValueError, match="redis_claim: a claim is a fact <role>_stack_claim"):
         checks.stack_claims({"redis_claim": {}})
+
+
+def test_a_directory_is_in_place_only_as_a_directory_with_its_owner_group_and_mode() -> None:
+    in_place = engine.compose_engine_directory_in_place
+    snapshot = {"/srv/data": found(state="directory", mode="0750"), "/srv/file": found()}
+    assert in_place("/srv/data/", snapshot, mode="0750")
+    assert not in_place("/srv/data", snapshot), "the default mode is 0755"
+    assert not in_place("/srv/data", snapshot, owner="999", mode="0750")
+    assert not in_place("/srv/file", snapshot), "a file is not a directory"
+    assert not in_place("/srv/missing", snapshot)

@@ -272,6 +272,24 @@ def compose_engine_decide(
     }
 
 
+def compose_engine_directory_in_place(
+    path: str,
+    snapshot: Mapping[str, Mapping[str, Any]],
+    owner: str = ROOT,
+    group: str = ROOT,
+    mode: str = DEFAULT_DIR_MODE,
+) -> bool:
+    """Whether the host read shows `path` as a directory with this owner, group and mode."""
+    wanted = {
+        "path": str(path).rstrip("/") or "/",
+        "state": "directory",
+        "owner": owner,
+        "group": group,
+        "mode": mode,
+    }
+    return not compose_engine_path_differences([wanted], snapshot)
+
+
 def compose_engine_project_containers(containers: Iterable[Mapping[str, Any]], project: str) -> list[str]:
     """Names of the containers (any state) that belong to a compose project."""
     return [
@@ -292,6 +310,7 @@ class FilterModule:
             "compose_engine_services_up": compose_engine_services_up,
             "compose_engine_project_containers": compose_engine_project_containers,
             "compose_engine_path_differences": compose_engine_path_differences,
+            "compose_engine_directory_in_place": compose_engine_directory_in_place,
             "compose_engine_decide": compose_engine_decide,
             "compose_engine_directory_args": compose_engine_directory_args,
             "compose_engine_file_args": compose_engine_file_args,
