@@ -379,3 +379,19 @@ def test_a_directory_is_in_place_only_as_a_directory_with_its_owner_group_and_mo
     assert not in_place("/srv/data", snapshot, owner="999", mode="0750")
     assert not in_place("/srv/file", snapshot), "a file is not a directory"
     assert not in_place("/srv/missing", snapshot)
+
+
+def test_the_plan_carries_the_rendered_compose_file_for_apply() -> None:
+    assert plan()["compose"] == COMPOSE
+
+
+def test_a_project_may_have_containers_unless_the_host_read_shows_none_and_the_run_did_not_apply_it() -> None:
+    may = engine.compose_engine_may_have_containers
+    running = [container("a", project="p")]
+    assert may("p", None), "nothing read the host"
+    assert may("p", running)
+    assert not may("q", running)
+    assert may("q", running, ["q"]), "applied earlier in this run: the read predates it"
+    assert may("p", [container("a", project="p", state="exited", status="Exited (0)")]), (
+        "a stopped one counts"
+    )

@@ -160,6 +160,8 @@ def compose_engine_plan(
         "wanted_paths": wanted,
         "config_hashes": _config_hashes(files),
         "services": sorted((yaml.safe_load(compose_rendered) or {}).get("services") or {}),
+        # The rendered compose file itself (it holds no secret): apply.yml writes it as rendered here.
+        "compose": compose_rendered,
     }
 
 
@@ -290,6 +292,16 @@ def compose_engine_directory_in_place(
     return not compose_engine_path_differences([wanted], snapshot)
 
 
+def compose_engine_may_have_containers(
+    project: str, containers: Iterable[Mapping[str, Any]] | None, applied_projects: Iterable[str] = ()
+) -> bool:
+    """False only when this run's host read lists no container of the project and the run has not
+    applied it since: then there is nothing to stop. `containers` is None when nothing read the host."""
+    if containers is None or project in set(applied_projects):
+        return True
+    return bool(compose_engine_project_containers(containers, project))
+
+
 def compose_engine_project_containers(containers: Iterable[Mapping[str, Any]], project: str) -> list[str]:
     """Names of the containers (any state) that belong to a compose project."""
     return [
@@ -309,6 +321,7 @@ class FilterModule:
             "compose_engine_config_hashes": compose_engine_config_hashes,
             "compose_engine_services_up": compose_engine_services_up,
             "compose_engine_project_containers": compose_engine_project_containers,
+            "compose_engine_may_have_containers": compose_engine_may_have_containers,
             "compose_engine_path_differences": compose_engine_path_differences,
             "compose_engine_directory_in_place": compose_engine_directory_in_place,
             "compose_engine_decide": compose_engine_decide,
