@@ -14,8 +14,6 @@ another version), so the runner stops after that round instead of waiting for th
 from __future__ import annotations
 
 import concurrent.futures
-import http.client
-import json
 import socket
 import time
 import uuid
@@ -26,6 +24,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urljoin
 
+from ansible.module_utils.docker_engine import (
+    ContainerState,
+    EngineError,
+    describe_container,
+    engine_request,
+)
 from ansible.module_utils.prefect_api import (
     ApiError,
     PrefectApi,
@@ -507,108 +511,12 @@ def check_redis(ctx: CheckContext) -> str:
     return f"{where} answered PONG" + (" after AUTH" if password else "")
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a Unix socket (the Docker Engine API), standard library only.
-
-    Not ``ansible.module_utils.urls``: its Request installs a process-wide urllib opener, so a
-    Unix-socket request running in one thread would capture the TCP requests of the others.
-    """
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
 def docker_get(socket_path: str, path: str, timeout: float) -> tuple[int, Any]:
     """(HTTP status, decoded JSON) of a GET to the Docker Engine API; CheckFailed naming the socket."""
-    conn = UnixHTTPConnection(socket_path, timeout)
     try:
-        conn.request("GET", path, headers={"Host": "docker"})
-        resp = conn.getresponse()
-        body = resp.read()
-    except FileNotFoundError:
-        raise CheckFailed(f"no Docker socket at {socket_path} (is Docker installed and running?)") from None
-    except PermissionError:
-        raise CheckFailed(f"permission denied on {socket_path} (run with become: true)") from None
-    except ConnectionRefusedError:
-        raise CheckFailed(f"the Docker daemon does not answer on {socket_path}") from None
-    except TimeoutError:
-        raise CheckFailed(f"no answer within {timeout:g} s from {socket_path}") from None
-    except OSError as exc:
-        raise CheckFailed(f"{exc.__class__.__name__} on {socket_path}: {exc.strerror or exc}") from None
-    finally:
-        conn.close()
-    try:
-        return resp.status, json.loads(body.decode("utf-8")) if body else None
-    except ValueError:
-        return resp.status, excerpt(body)
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    """One container as the containers check sees it; ``definitive`` when waiting cannot heal it."""
-
-    name: str
-    ok: bool
-    text: str
-    definitive: bool = False
-
-
-# Docker states a container does not leave by itself: the stack's restart policy
-# (unless-stopped) does not restart a stopped or killed container, and "restarting" is a
-# container that already died at least once.
-STOPPED_STATES = ("exited", "dead", "restarting")
-PROBE_OUTPUT_LIMIT = 120
-
-
-def exit_text(info: dict[str, Any], state: dict[str, Any]) -> str:
-    """'exit code 137, OOM-killed, restarted 3 times' from a container's inspect answer."""
-    parts = [f"exit code {state.get('ExitCode', '?')}"]
-    if state.get("OOMKilled"):
-        parts.append("OOM-killed")
-    if info.get("RestartCount"):
-        parts.append(f"restarted {info['RestartCount']} times")
-    if state.get("Error"):
-        parts.append(excerpt(str(state["Error"]), PROBE_OUTPUT_LIMIT))
-    return ", ".join(parts)
-
-
-def last_probe_output(health: dict[str, Any]) -> str:
-    """The output of the last healthcheck probe, shortened to one line."""
-    log = health.get("Log") or []
-    last = log[-1] if log and isinstance(log[-1], dict) else {}
-    output = excerpt(str(last.get("Output") or ""), PROBE_OUTPUT_LIMIT)
-    if output:
-        return output
-    streak = health.get("FailingStreak", "?")
-    return f"no probe output (exit code {last.get('ExitCode', '?')}, {streak} probes failed in a row)"
-
-
-def describe_container(name: str, info: dict[str, Any]) -> ContainerState:
-    """A container's Docker inspect answer as the containers check judges it."""
-    state = info.get("State") or {}
-    status = "restarting" if state.get("Restarting") else state.get("Status", "?")
-    health = state.get("Health") or {}
-    if status in STOPPED_STATES:
-        return ContainerState(name, False, f"{name} is {status} ({exit_text(info, state)})", True)
-    if status == "paused":
-        # Docker keeps the last health status of a paused container; a paused one answers nothing.
-        return ContainerState(name, False, f"{name} is paused")
-    if health.get("Status") == "unhealthy":
-        return ContainerState(name, False, f"{name} is unhealthy: {last_probe_output(health)}", True)
-    if health.get("Status"):
-        return ContainerState(name, health["Status"] == "healthy", f"{name} {health['Status']}")
-    return ContainerState(name, status == "running", f"{name} {status} (no healthcheck)")
+        return engine_request(socket_path, "GET", path, timeout)
+    except EngineError as exc:
+        raise CheckFailed(str(exc)) from None
 
 
 def container_state(ctx: CheckContext, name: str) -> ContainerState:

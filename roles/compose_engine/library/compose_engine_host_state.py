@@ -121,16 +121,19 @@ paths:
 
 import grp  # noqa: E402
 import hashlib  # noqa: E402
-import http.client  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import pwd  # noqa: E402
-import socket  # noqa: E402
 import stat  # noqa: E402
 import subprocess  # noqa: E402
 from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.docker_engine import (  # noqa: E402
+    DEFAULT_SOCKET,
+    EngineError,
+    engine_get,
+    socket_path,
+)
 
 ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "base_dir": {"type": "path", "required": True},
@@ -140,47 +143,6 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "trees": {"type": "list", "elements": "path", "default": []},
 }
 CONTAINER_KEYS = ("Id", "Names", "Image", "Labels", "State", "Status")
-DEFAULT_SOCKET = "unix:///var/run/docker.sock"
-
-
-class EngineError(RuntimeError):
-    """The engine's API could not be read; the message says where and why."""
-
-
-class UnixConnection(http.client.HTTPConnection):
-    """HTTP over the engine's Unix socket."""
-
-    def __init__(self, path: str, timeout: int) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.socket_path)
-
-
-def socket_path(docker_host: str) -> str:
-    if not docker_host.startswith("unix://"):
-        raise EngineError(
-            f"docker_host {docker_host!r} is not a local socket: give it as unix:///path/to/docker.sock"
-        )
-    return docker_host[len("unix://") :]
-
-
-def engine_get(path: str, url: str, timeout: int) -> Any:
-    connection = UnixConnection(path, timeout)
-    try:
-        connection.request("GET", url)
-        response = connection.getresponse()
-        body = response.read()
-    except OSError as error:
-        raise EngineError(f"the Docker engine does not answer on {path}: {error}") from error
-    finally:
-        connection.close()
-    if response.status != 200:
-        raise EngineError(f"the Docker engine answered {response.status} to GET {url}: {body[:200]!r}")
-    return json.loads(body)
 
 
 def compose_version(timeout: int) -> tuple[str | None, str]:
@@ -297,7 +259,7 @@ def main() -> None:
     docker_host = params["docker_host"] or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
     try:
         engine = engine_state(socket_path(docker_host), params["timeout"])
-    except (EngineError, ValueError) as error:
+    except EngineError as error:
         module.fail_json(
             msg=f"Cannot read the Docker engine's state: {error}. Is dockerd running? "
             "playbooks/docker.yml (role docker) installs and starts it."

@@ -1,0 +1,156 @@
+# Copyright: the prefect-stack project contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Docker Engine API on its local Unix socket, and how the stack judges a container.
+
+Runs on the managed host: standard library only, written for Python 3.9+. Shared by the modules
+that read the engine (the compose engine's host read and wait, prefect_health's containers check),
+so that they reach it, word its errors and judge a container's state the same way.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+# Docker states a container does not leave by itself: the stack's restart policy
+# (unless-stopped) does not restart a stopped or killed container, and "restarting" is a
+# container that already died at least once.
+STOPPED_STATES = ("exited", "dead", "restarting")
+PROBE_OUTPUT_LIMIT = 120
+BODY_LIMIT = 200
+
+
+class EngineError(Exception):
+    """The engine could not be asked; the message names the socket and why."""
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (the Docker Engine API), standard library only.
+
+    Not ``ansible.module_utils.urls``: its Request installs a process-wide urllib opener, so a
+    Unix-socket request running in one thread would capture the TCP requests of the others.
+    """
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def one_line(text: bytes | str, limit: int = BODY_LIMIT) -> str:
+    """A single-line, bounded excerpt for a message."""
+    text = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def socket_path(docker_host: str) -> str:
+    """The path of a ``unix://`` engine address; EngineError for any other kind."""
+    if not docker_host.startswith("unix://"):
+        raise EngineError(
+            f"docker_host {docker_host!r} is not a local socket: give it as unix:///path/to/docker.sock"
+        )
+    return docker_host[len("unix://") :]
+
+
+def engine_request(
+    path: str, method: str, url: str, timeout: float, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    """(HTTP status, decoded JSON or a text excerpt) of one request; EngineError naming the socket."""
+    conn = UnixHTTPConnection(path, timeout)
+    payload = json.dumps(body).encode() if body is not None else None
+    headers = {"Host": "docker"} | ({"Content-Type": "application/json"} if payload is not None else {})
+    try:
+        conn.request(method, url, body=payload, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+    except FileNotFoundError:
+        raise EngineError(f"no Docker socket at {path} (is Docker installed and running?)") from None
+    except PermissionError:
+        raise EngineError(f"permission denied on {path} (run with become: true)") from None
+    except ConnectionRefusedError:
+        raise EngineError(f"the Docker daemon does not answer on {path}") from None
+    except TimeoutError:
+        raise EngineError(f"no answer within {timeout:g} s from {path}") from None
+    except OSError as exc:
+        raise EngineError(f"{exc.__class__.__name__} on {path}: {exc.strerror or exc}") from None
+    finally:
+        conn.close()
+    try:
+        return resp.status, json.loads(data.decode("utf-8")) if data else None
+    except ValueError:
+        return resp.status, one_line(data)
+
+
+def engine_get(path: str, url: str, timeout: float) -> Any:
+    """The decoded answer to a GET that must succeed; EngineError naming the request otherwise."""
+    status, data = engine_request(path, "GET", url, timeout)
+    if status != 200:
+        raise EngineError(f"the Docker engine answered {status} to GET {url}: {one_line(str(data))}")
+    return data
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """One container as the stack judges it; ``definitive`` when waiting cannot heal it."""
+
+    name: str
+    ok: bool
+    text: str
+    definitive: bool = False
+    # True while Docker's healthcheck has not yet passed once: the container runs but may not serve.
+    starting: bool = False
+
+
+def exit_text(info: dict[str, Any], state: dict[str, Any]) -> str:
+    """'exit code 137, OOM-killed, restarted 3 times' from a container's inspect answer."""
+    parts = [f"exit code {state.get('ExitCode', '?')}"]
+    if state.get("OOMKilled"):
+        parts.append("OOM-killed")
+    if info.get("RestartCount"):
+        parts.append(f"restarted {info['RestartCount']} times")
+    if state.get("Error"):
+        parts.append(one_line(str(state["Error"]), PROBE_OUTPUT_LIMIT))
+    return ", ".join(parts)
+
+
+def last_probe_output(health: dict[str, Any]) -> str:
+    """The output of the last healthcheck probe, shortened to one line."""
+    log = health.get("Log") or []
+    last = log[-1] if log and isinstance(log[-1], dict) else {}
+    output = one_line(str(last.get("Output") or ""), PROBE_OUTPUT_LIMIT)
+    if output:
+        return output
+    streak = health.get("FailingStreak", "?")
+    return f"no probe output (exit code {last.get('ExitCode', '?')}, {streak} probes failed in a row)"
+
+
+def describe_container(name: str, info: dict[str, Any]) -> ContainerState:
+    """A container's Docker inspect answer as the stack judges it."""
+    state = info.get("State") or {}
+    status = "restarting" if state.get("Restarting") else state.get("Status", "?")
+    health = state.get("Health") or {}
+    if status in STOPPED_STATES:
+        return ContainerState(name, False, f"{name} is {status} ({exit_text(info, state)})", True)
+    if status == "paused":
+        # Docker keeps the last health status of a paused container; a paused one answers nothing.
+        return ContainerState(name, False, f"{name} is paused")
+    if health.get("Status") == "unhealthy":
+        return ContainerState(name, False, f"{name} is unhealthy: {last_probe_output(health)}", True)
+    if health.get("Status"):
+        healthy = health["Status"] == "healthy"
+        return ContainerState(name, healthy, f"{name} {health['Status']}", starting=not healthy)
+    return ContainerState(name, status == "running", f"{name} {status} (no healthcheck)")
