@@ -19,9 +19,10 @@ from typing import Any
 
 
 class FakeDockerEngine(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """Answers every GET with ``answer(path)``: an HTTP status and a JSON body.
+    """Answers every GET with ``answer(path)`` and every POST with ``answer_post(path, body)``.
 
-    ``requests`` records each request as "METHOD path" (query string included), in order.
+    Each answer is an HTTP status and a JSON body. ``requests`` records each request as
+    "METHOD path" (query string included), in order.
     """
 
     daemon_threads = True
@@ -33,13 +34,24 @@ class FakeDockerEngine(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
     def answer(self, path: str) -> tuple[int, Any]:
         return 404, {"message": f"page not found: {path}"}
 
+    def answer_post(self, path: str, body: Any) -> tuple[int, Any]:
+        return 404, {"message": f"page not found: {path}"}
+
 
 class EngineRequestHandler(http.server.BaseHTTPRequestHandler):
     server: FakeDockerEngine
 
     def do_GET(self) -> None:
         self.server.requests.append(f"GET {self.path}")
-        code, body = self.server.answer(self.path)
+        self.reply(*self.server.answer(self.path))
+
+    def do_POST(self) -> None:
+        self.server.requests.append(f"POST {self.path}")
+        length = int(self.headers.get("Content-Length") or 0)
+        sent = json.loads(self.rfile.read(length)) if length else None
+        self.reply(*self.server.answer_post(self.path, sent))
+
+    def reply(self, code: int, body: Any) -> None:
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")

@@ -16,7 +16,13 @@ from prefect_module_runner import REPO, VENV_BIN, ansible_env, load_module, load
 
 pytestmark = pytest.mark.unit
 
-MODULES = ["prefect_health", "prefect_work_pool", "compose_engine_host_state", "compose_engine_files"]
+MODULES = [
+    "prefect_health",
+    "prefect_work_pool",
+    "compose_engine_host_state",
+    "compose_engine_files",
+    "compose_engine_wait",
+]
 PREFECT_MODULES = ["prefect_health", "prefect_work_pool"]
 SECRET_WORDS = ("password", "secret", "token")
 FRAGMENTS = REPO / "plugins" / "doc_fragments"
