@@ -318,7 +318,33 @@ BAD_INPUTS = [
         {"prefect_worker_pool_concurrency_limit": 0}, "prefect_worker_pool_concurrency_limit", id="zero-pool"
     ),
     pytest.param({"stack_bind_address": "300.1.1.1"}, "stack_bind_address", id="bad-bind-address"),
+    pytest.param(
+        {"stack_internal_bind_address": "localhost"}, "stack_internal_bind_address", id="bad-internal-bind"
+    ),
+    pytest.param({"redis_bind_address": "10.0.0.300"}, "redis_bind_address", id="bad-redis-bind"),
 ]
+
+
+def test_only_the_prefect_entry_is_meant_for_other_hosts(stack: Run) -> None:
+    """Every published port binds to loopback here (inventory/local), the Redis exporter publishes
+    none (Prometheus scrapes it over the stack network), and Prometheus has no lifecycle API: its
+    reload is a SIGHUP, so nobody who reaches the port can POST /-/quit."""
+    bindings = {
+        name: inspect(name)["HostConfig"]["PortBindings"] or {}
+        for name in ("prefect_server", "redis", "redis_exporter", "prometheus", "alertmanager")
+    }
+    assert bindings["redis_exporter"] == {}
+    for name, ports in bindings.items():
+        for published in ports.values():
+            assert [binding["HostIp"] for binding in published] == ["127.0.0.1"], (name, published)
+    request = urllib.request.Request("http://127.0.0.1:9090/-/quit", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403, "Prometheus' lifecycle API must be off"
+    assert inspect("prometheus")["State"]["Status"] == "running"
+    with urllib.request.urlopen("http://127.0.0.1:9090/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert "prometheus_config_last_reload_successful 1" in metrics
 
 
 @pytest.mark.parametrize(("extra", "variable"), BAD_INPUTS)

@@ -278,6 +278,23 @@ def test_the_bind_address_must_be_ipv4() -> None:
         "300.1.1.1"
     )
     assert checks.stack_bind_address_problem("localhost")
+    assert checks.stack_bind_address_problem("::1", "redis_bind_address").startswith(
+        "redis_bind_address=::1 is not an IPv4 address"
+    )
+
+
+def test_every_bad_bind_address_is_named_by_its_variable() -> None:
+    binds = {
+        "redis_bind_address": "10.0.0.300",
+        "grafana_bind_address": "",
+        "prometheus_bind_address": "0.0.0.0",
+    }
+    problems = checks.stack_bind_problems(binds)
+    assert [problem.split(" ", 1)[0] for problem in problems] == [
+        "grafana_bind_address=",
+        "redis_bind_address=10.0.0.300",
+    ]
+    assert checks.stack_bind_problems({"stack_bind_address": "127.0.0.1"}) == []
 
 
 def test_a_project_is_applied_when_a_path_differs_a_service_is_down_or_this_run_applied_it() -> None:
@@ -349,7 +366,11 @@ def test_a_validator_is_passed_on_with_its_file() -> None:
 def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
     claims = checks.stack_claims(
         {
-            "redis_stack_claim": {"ports": {"redis_port": 6379}, "images": ["redis:7", "shared:1"]},
+            "redis_stack_claim": {
+                "ports": {"redis_port": 6379},
+                "binds": {"redis_bind_address": "127.0.0.1"},
+                "images": ["redis:7", "shared:1"],
+            },
             "prefect_worker_stack_claim": {"ports": {}, "images": ["shared:1"], "trees": ["/srv/flows"]},
             "grafana_stack_claim": {"ports": {"grafana_port": "6379"}, "images": []},
         }
@@ -357,6 +378,7 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
     assert claims == {
         "roles": ["grafana", "prefect_worker", "redis"],
         "ports": {"grafana_port": "6379", "redis_port": 6379},
+        "binds": {"redis_bind_address": "127.0.0.1"},
         "images": ["shared:1", "redis:7"],
         "trees": ["/srv/flows"],
     }
@@ -364,8 +386,8 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
         "Port clash on h1: grafana_port and redis_port share port 6379."
         " Give each of these variables a different port."
     ]
-    assert checks.stack_claims({}) == {"roles": [], "ports": {}, "images": [], "trees": []}
-    with pytest.raises(ValueError, match="redis_stack_claim: ports must be a mapping"):
+    assert checks.stack_claims({}) == {"roles": [], "ports": {}, "binds": {}, "images": [], "trees": []}
+    with pytest.raises(ValueError, match="redis_stack_claim: ports and binds must be mappings"):
         checks.stack_claims({"redis_stack_claim": {"ports": [6379], "images": []}})
     with pytest.raises(ValueError, match="redis_claim: a claim is a fact <role>_stack_claim"):
         checks.stack_claims({"redis_claim": {}})

@@ -1,7 +1,8 @@
 """Shared checks of the stack: the inputs the component roles claim on a host, checked together.
 
 Each component role claims, in a fact named <role>_stack_claim, its published host ports (variable
-name -> port) and its images on the hosts it runs on; a host that runs several components gets all
+name -> port), the addresses they bind to (variable name -> address) and its images on the hosts it
+runs on; a host that runs several components gets all
 their claims, so a clash across roles is caught before anything changes.
 """
 
@@ -63,25 +64,32 @@ CLAIM_SUFFIX = "_stack_claim"
 
 
 def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
-    """The claims of one host together: claiming roles, ports (variable -> port), images and trees.
+    """The claims of one host together: claiming roles, ports, bind addresses, images and trees.
 
     `claim_facts` maps each <role>_stack_claim fact to its value, {ports: {...}, images: [...]}
-    and optionally trees: [...], the directories the role ships whose whole tree the host read lists.
+    and optionally binds: {...} (variable -> address) and trees: [...], the directories the role
+    ships whose whole tree the host read lists.
     """
     roles: list[str] = []
     ports: dict[str, Any] = {}
+    binds: dict[str, Any] = {}
     images: list[str] = []
     trees: list[str] = []
     for fact, claim in sorted(claim_facts.items()):
         if not fact.endswith(CLAIM_SUFFIX) or not isinstance(claim, Mapping):
             raise ValueError(f"{fact}: a claim is a fact <role>_stack_claim holding ports and images.")
-        if not isinstance(claim.get("ports", {}), Mapping) or not isinstance(claim.get("images", []), list):
-            raise ValueError(f"{fact}: ports must be a mapping variable -> port and images a list.")
+        if not all(isinstance(claim.get(key, {}), Mapping) for key in ("ports", "binds")) or not isinstance(
+            claim.get("images", []), list
+        ):
+            raise ValueError(
+                f"{fact}: ports and binds must be mappings variable -> port or address, images a list."
+            )
         roles.append(fact[: -len(CLAIM_SUFFIX)])
         ports.update(claim.get("ports", {}))
+        binds.update(claim.get("binds", {}))
         images.extend(str(image) for image in claim.get("images", []) if str(image) not in images)
         trees.extend(str(tree) for tree in claim.get("trees", []) if str(tree) not in trees)
-    return {"roles": roles, "ports": ports, "images": images, "trees": trees}
+    return {"roles": roles, "ports": ports, "binds": binds, "images": images, "trees": trees}
 
 
 def stack_local_address(bind_address: str) -> str:
@@ -89,20 +97,26 @@ def stack_local_address(bind_address: str) -> str:
     return "127.0.0.1" if str(bind_address).strip() in {"", "0.0.0.0", "::"} else str(bind_address).strip()
 
 
-def stack_bind_address_problem(bind_address: Any) -> str:
+def stack_bind_address_problem(bind_address: Any, name: str = "stack_bind_address") -> str:
     """'' when the bind address is an IPv4 address, else the message naming the variable and the fix."""
     try:
         ipaddress.IPv4Address(str(bind_address))
     except ValueError:
         return (
-            f"stack_bind_address={bind_address!s} is not an IPv4 address. Set it to 127.0.0.1 (default,"
+            f"{name}={bind_address!s} is not an IPv4 address. Set it to 127.0.0.1 (default,"
             " loopback only), 0.0.0.0 (every interface) or one address of this host."
         )
     return ""
 
 
+def stack_bind_problems(binds: Mapping[str, Any]) -> list[str]:
+    """One message per bind-address variable (variable -> address) whose value is not IPv4."""
+    problems = [stack_bind_address_problem(value, name) for name, value in sorted(binds.items())]
+    return [problem for problem in problems if problem]
+
+
 class FilterModule:
-    """stack_claims, stack_port_problems, stack_local_address, stack_bind_address_problem."""
+    """The stack's shared checks: claims, port and bind-address problems, the local address."""
 
     def filters(self) -> dict[str, Any]:
         return {
@@ -110,4 +124,5 @@ class FilterModule:
             "stack_port_problems": stack_port_problems,
             "stack_local_address": stack_local_address,
             "stack_bind_address_problem": stack_bind_address_problem,
+            "stack_bind_problems": stack_bind_problems,
         }

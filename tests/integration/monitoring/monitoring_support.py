@@ -339,7 +339,6 @@ def live_stack(rendered: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 f"--config.file={config}",
                 f"--storage.tsdb.path={workdir / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-                "--web.enable-lifecycle",
             ],
         )
         redis_url = f"http://127.0.0.1:{ports['redis-exporter']}/metrics"

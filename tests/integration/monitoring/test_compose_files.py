@@ -76,7 +76,9 @@ def test_the_service_is_pinned_local_read_only_and_healthchecked(rendered: Path,
 
 def test_prometheus_flags(rendered: Path) -> None:
     command = compose(rendered, "prometheus")["services"]["prometheus"]["command"]
-    assert "--web.enable-lifecycle" in command
+    assert "--web.enable-lifecycle" not in command, (
+        "the lifecycle API would let anyone reaching the port POST /-/quit"
+    )
     assert "--storage.tsdb.retention.time=15d" in command
     assert "--storage.tsdb.retention.size=5GB" in command
     assert "--config.file=/etc/prometheus/prometheus.yml" in command
