@@ -401,6 +401,36 @@ def test_a_bad_worker_value_fails_the_first_play_before_any_host_changes(tmp_pat
     assert docker("volume", "ls", "-q").stdout.split() == volumes
 
 
+def test_a_worker_on_another_host_is_refused_a_server_published_on_loopback(tmp_path: Path) -> None:
+    """A server host and a worker host (both this machine, by the local connection) with the default
+    stack_bind_address: the worker would dial the server host's address, where nothing listens, so
+    the first play fails on the worker host naming the variable to set, and changes nothing."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "vars": {
+                        "ansible_connection": "local",
+                        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                    },
+                    "children": {
+                        "prefect_server": {"hosts": {"server-1": {"ansible_host": "192.0.2.10"}}},
+                        "prefect_workers": {"hosts": {"worker-1": {}}},
+                    },
+                }
+            }
+        )
+    )
+    secrets = {"redis_password": "r" * 32, "prefect_server_auth_password": "p" * 32, "grafana_enabled": False}
+    run = playbook("playbooks/checks.yml", "-i", str(inventory), "-e", json.dumps(secrets))
+    assert run.rc != 0
+    failure = run.output[run.output.find("fatal:") :]
+    assert failure.startswith("fatal: [worker-1]"), run.output[-3000:]
+    assert "http://192.0.2.10:4200/api" in failure and "stack_bind_address" in failure, failure[:2000]
+    assert run.recap().get("changed", 0) == 0
+
+
 def test_changing_a_redis_setting_restarts_only_redis(stack: Run) -> None:
     before = started_at()
     run = playbook("playbooks/stack.yml", "-e", "redis_maxmemory=512mb")

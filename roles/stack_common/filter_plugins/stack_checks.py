@@ -123,6 +123,5 @@ class FilterModule:
             "stack_claims": stack_claims,
             "stack_port_problems": stack_port_problems,
             "stack_local_address": stack_local_address,
-            "stack_bind_address_problem": stack_bind_address_problem,
             "stack_bind_problems": stack_bind_problems,
         }
