@@ -26,10 +26,13 @@ from ansible.module_utils.testing import patch_module_args
 REPO = Path(__file__).resolve().parents[1]
 LIBRARY = REPO / "library"
 MODULE_UTILS = REPO / "module_utils"
+# The compose engine's own module_utils (its Docker Engine client, which prefect_health shares).
+ROLE_MODULE_UTILS = REPO / "roles" / "compose_engine" / "module_utils"
 VENV_BIN = Path(sys.executable).parent
 
-if str(MODULE_UTILS) not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(MODULE_UTILS))
+for directory in (MODULE_UTILS, ROLE_MODULE_UTILS):
+    if str(directory) not in ansible.module_utils.__path__:
+        ansible.module_utils.__path__.append(str(directory))
 
 
 def load_source(path: Path, key: str | None = None) -> ModuleType:
@@ -76,7 +79,7 @@ def ansible_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         {
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
             "ANSIBLE_LIBRARY": str(LIBRARY),
-            "ANSIBLE_MODULE_UTILS": str(MODULE_UTILS),
+            "ANSIBLE_MODULE_UTILS": f"{MODULE_UTILS}:{ROLE_MODULE_UTILS}",
             "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",

@@ -53,7 +53,7 @@ def test_ansible_cfg_sets_paths_inventory_and_pipelining() -> None:
     defaults = config["defaults"]
     assert defaults["roles_path"] == "roles"
     assert defaults["library"] == "library"
-    assert defaults["module_utils"] == "module_utils"
+    assert defaults["module_utils"] == "module_utils:roles/compose_engine/module_utils"
     assert defaults["inventory"] == "inventory/local"
     assert config["ssh_connection"].getboolean("pipelining")
 
