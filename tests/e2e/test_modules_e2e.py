@@ -60,14 +60,16 @@ def test_smoke_runs_the_test_flow_through_the_worker(deployed_stack: PlaybookRun
 
 
 def test_validate_names_the_auth_variable_on_a_wrong_password(deployed_stack: PlaybookRun) -> None:
+    # Long enough for the first play's secret check, and wrong for the server.
     run = run_playbook(
-        VALIDATE, extra_vars={"prefect_server_auth_password": "certainly-wrong", "validate_timeout": 0}
+        VALIDATE,
+        extra_vars={"prefect_server_auth_password": "certainly-wrong-password", "validate_timeout": 0},
     )
     assert run.returncode == 2
     flat = table(run)
     assert "check prefect_server_auth_password (module option api_auth_password)" in flat
     assert re.search(r"- '?liveness +ok ", flat)  # /api/health stays open without auth
-    assert "certainly-wrong" not in run.output
+    assert "certainly-wrong-password" not in run.output
 
 
 def test_validate_fails_on_a_missing_container(deployed_stack: PlaybookRun) -> None:

@@ -308,6 +308,16 @@ def test_no_secret_in_a_world_readable_file(stack: Run) -> None:
 BAD_INPUTS = [
     pytest.param({"redis_password": ""}, "redis_password", id="redis-password-missing"),
     pytest.param(
+        {"redis_password": "change-me-to-a-long-random-string"},
+        "redis_password",
+        id="redis-password-placeholder",
+    ),
+    pytest.param(
+        {"prefect_server_auth_password": "short-pw"},
+        "prefect_server_auth_password",
+        id="prefect-password-short",
+    ),
+    pytest.param(
         {"stack_bind_address": "0.0.0.0", "prefect_server_auth_password": ""},
         "prefect_server_auth_password",
         id="prefect-auth-missing-when-exposed",
@@ -422,7 +432,11 @@ def test_a_worker_on_another_host_is_refused_a_server_published_on_loopback(tmp_
             }
         )
     )
-    secrets = {"redis_password": "r" * 32, "prefect_server_auth_password": "p" * 32, "grafana_enabled": False}
+    secrets = {
+        "redis_password": uuid.uuid4().hex,
+        "prefect_server_auth_password": uuid.uuid4().hex,
+        "grafana_enabled": False,
+    }
     run = playbook("playbooks/checks.yml", "-i", str(inventory), "-e", json.dumps(secrets))
     assert run.rc != 0
     failure = run.output[run.output.find("fatal:") :]

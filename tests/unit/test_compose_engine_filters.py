@@ -283,6 +283,29 @@ def test_the_bind_address_must_be_ipv4() -> None:
     )
 
 
+def test_a_secret_must_be_long_and_not_a_placeholder_and_its_value_is_never_quoted() -> None:
+    problem = checks.stack_secret_problem
+    assert problem("Zq8vL2mXp4Rt7wYe", "redis_password") == ""
+    assert problem("", "redis_password") == "redis_password is empty or undefined."
+    assert problem(None, "redis_password") == "redis_password is empty or undefined."
+    for placeholder in (
+        "change-me-to-a-long-random-string",
+        "admin",
+        "Password",
+        "x" * 40,
+        "CHANGE_ME_NOW_PLEASE",
+    ):
+        message = problem(placeholder, "grafana_admin_password")
+        assert message.startswith("grafana_admin_password is a placeholder"), placeholder
+        assert placeholder not in message.split(" ", 1)[1]
+    short = problem("s3cr3t-pw", "prefect_server_auth_password", "16")
+    assert short == (
+        "prefect_server_auth_password has 9 characters; a secret needs at least 16 (stack_secret_min_length)."
+    )
+    assert "s3cr3t-pw" not in short
+    assert problem("s3cr3t-pw", "prefect_server_auth_password", 8) == ""
+
+
 def test_every_bad_bind_address_is_named_by_its_variable() -> None:
     binds = {
         "redis_bind_address": "10.0.0.300",

@@ -115,8 +115,35 @@ def stack_bind_problems(binds: Mapping[str, Any]) -> list[str]:
     return [problem for problem in problems if problem]
 
 
+# Values that stand for "fill this in" (normalized: lower case, letters and digits only), and the
+# beginnings of the ones that explain themselves ("change-me-to-a-long-random-string").
+PLACEHOLDERS = frozenset(
+    {"admin", "changeme", "default", "example", "password", "placeholder", "secret", "test"}
+)
+PLACEHOLDER_PREFIXES = ("changeme", "replaceme", "yourpassword", "yoursecret", "fillmein", "todo")
+
+
+def stack_secret_problem(value: Any, name: str, min_length: Any = 16) -> str:
+    """'' for a usable secret, else why not: empty, a placeholder, or shorter than min_length.
+
+    The message names the variable and never quotes the value.
+    """
+    text = "" if value is None else str(value)
+    normalized = "".join(char for char in text.lower() if char.isalnum())
+    if not text:
+        return f"{name} is empty or undefined."
+    if normalized in PLACEHOLDERS or normalized.startswith(PLACEHOLDER_PREFIXES) or len(set(text)) == 1:
+        return f"{name} is a placeholder, not a secret: choose a long random value."
+    if len(text) < int(min_length):
+        return (
+            f"{name} has {len(text)} characters; a secret needs at least {int(min_length)}"
+            " (stack_secret_min_length)."
+        )
+    return ""
+
+
 class FilterModule:
-    """The stack's shared checks: claims, port and bind-address problems, the local address."""
+    """The stack's shared checks: claims, port, bind-address and secret problems, the local address."""
 
     def filters(self) -> dict[str, Any]:
         return {
@@ -124,4 +151,5 @@ class FilterModule:
             "stack_port_problems": stack_port_problems,
             "stack_local_address": stack_local_address,
             "stack_bind_problems": stack_bind_problems,
+            "stack_secret_problem": stack_secret_problem,
         }
