@@ -29,6 +29,7 @@ from ansible.module_utils.docker_engine import (
     EngineError,
     describe_container,
     engine_request,
+    probe_passes,
 )
 from ansible.module_utils.prefect_api import (
     ApiError,
@@ -528,7 +529,13 @@ def container_state(ctx: CheckContext, name: str) -> ContainerState:
         return ContainerState(name, False, f"{name} does not exist", True)
     if status >= 400 or not isinstance(info, dict):
         raise CheckFailed(f"Docker API answered {status} for {name}: {excerpt(str(info))}")
-    return describe_container(name, info)
+    state = describe_container(name, info)
+    if state.starting and probe_passes(ctx.params["docker_socket"], quote_name(name), info, ctx.api.timeout):
+        # Docker has not run the healthcheck yet (its first run comes one interval after the start).
+        return ContainerState(
+            name, True, f"{name} healthy by its own healthcheck, run now (Docker: starting)"
+        )
+    return state
 
 
 def check_containers(ctx: CheckContext) -> str:

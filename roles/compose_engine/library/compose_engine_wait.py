@@ -88,9 +88,12 @@ from ansible.module_utils.docker_engine import (  # noqa: E402
     EngineError,
     describe_container,
     engine_get,
-    engine_request,
     last_probe_output,
+    probe_command,
+    probe_result,
+    probe_timeout,
     socket_path,
+    start_probe,
 )
 
 ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
@@ -101,9 +104,6 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
 }
 PROJECT_LABEL = "com.docker.compose.project"
 REQUEST_TIMEOUT = 10.0
-NANOSECONDS = 1_000_000_000
-# Docker's own default when a healthcheck sets no timeout.
-DEFAULT_PROBE_TIMEOUT_S = 30.0
 
 
 class NotReady(Exception):
@@ -116,21 +116,6 @@ class Probe:
 
     exec_id: str
     deadline: float
-
-
-def probe_command(info: dict[str, Any]) -> list[str] | None:
-    """The container's healthcheck as an exec command; None when it has none."""
-    test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
-    if len(test) >= 2 and test[0] == "CMD":
-        return list(test[1:])
-    if len(test) == 2 and test[0] == "CMD-SHELL":
-        return ["/bin/sh", "-c", test[1]]
-    return None
-
-
-def probe_timeout(info: dict[str, Any]) -> float:
-    nanoseconds = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Timeout") or 0
-    return nanoseconds / NANOSECONDS if nanoseconds else DEFAULT_PROBE_TIMEOUT_S
 
 
 class Waiter:
@@ -183,34 +168,21 @@ class Waiter:
         self.waiting[container_id] = f"{state.text}{detail}"
 
     def probe_passed(self, container_id: str, info: dict[str, Any], command: list[str]) -> bool:
-        """Reads back the probe in flight, or starts one; True once a probe exited 0."""
+        """Reads back the probe in flight, or starts one; True once a probe exited 0.
+
+        Several containers start together, so the module does not wait for one probe: it starts
+        it and reads it back at its next look.
+        """
         probe = self.probes.get(container_id)
         if probe is None:
-            self.probes[container_id] = self.start_probe(container_id, info, command)
+            exec_id = start_probe(self.path, container_id, command, REQUEST_TIMEOUT)
+            self.probes[container_id] = Probe(exec_id, time.monotonic() + probe_timeout(info))
             return False
-        status, run = engine_request(self.path, "GET", f"/exec/{probe.exec_id}/json", REQUEST_TIMEOUT)
-        if status != 200 or not isinstance(run, dict):
-            del self.probes[container_id]
-            return False
-        if run.get("Running") and time.monotonic() < probe.deadline:
+        result = probe_result(self.path, probe.exec_id, REQUEST_TIMEOUT)
+        if result is None and time.monotonic() < probe.deadline:
             return False
         del self.probes[container_id]
-        return not run.get("Running") and run.get("ExitCode") == 0
-
-    def start_probe(self, container_id: str, info: dict[str, Any], command: list[str]) -> Probe:
-        status, created = engine_request(
-            self.path,
-            "POST",
-            f"/containers/{container_id}/exec",
-            REQUEST_TIMEOUT,
-            {"Cmd": command, "AttachStdout": False, "AttachStderr": False},
-        )
-        if status != 201 or not isinstance(created, dict) or not created.get("Id"):
-            # A container that stopped between the inspect and the exec: the next look names it.
-            return Probe("", 0.0)
-        exec_id = str(created["Id"])
-        engine_request(self.path, "POST", f"/exec/{exec_id}/start", REQUEST_TIMEOUT, {"Detach": True})
-        return Probe(exec_id, time.monotonic() + probe_timeout(info))
+        return bool(result)
 
 
 def wait(waiter: Waiter, timeout: float, poll_interval: float) -> None:

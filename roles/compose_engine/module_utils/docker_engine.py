@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,10 @@ DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 STOPPED_STATES = ("exited", "dead", "restarting")
 PROBE_OUTPUT_LIMIT = 120
 BODY_LIMIT = 200
+NANOSECONDS = 1_000_000_000
+# Docker's own default when a healthcheck sets no timeout.
+DEFAULT_PROBE_TIMEOUT_S = 30.0
+PROBE_POLL_S = 0.2
 
 
 class EngineError(Exception):
@@ -154,3 +159,67 @@ def describe_container(name: str, info: dict[str, Any]) -> ContainerState:
         healthy = health["Status"] == "healthy"
         return ContainerState(name, healthy, f"{name} {health['Status']}", starting=not healthy)
     return ContainerState(name, status == "running", f"{name} {status} (no healthcheck)")
+
+
+def probe_command(info: dict[str, Any]) -> list[str] | None:
+    """The container's healthcheck as an exec command (CMD as is, CMD-SHELL through sh); None without one."""
+    test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+    if len(test) >= 2 and test[0] == "CMD":
+        return list(test[1:])
+    if len(test) == 2 and test[0] == "CMD-SHELL":
+        return ["/bin/sh", "-c", test[1]]
+    return None
+
+
+def probe_timeout(info: dict[str, Any]) -> float:
+    """Seconds one run of the container's healthcheck may take (its own timeout)."""
+    nanoseconds = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Timeout") or 0
+    return nanoseconds / NANOSECONDS if nanoseconds else DEFAULT_PROBE_TIMEOUT_S
+
+
+def start_probe(path: str, container_id: str, command: list[str], timeout: float) -> str:
+    """Start the healthcheck command in the container, detached; the exec id ('' if it could not start)."""
+    status, created = engine_request(
+        path,
+        "POST",
+        f"/containers/{container_id}/exec",
+        timeout,
+        {"Cmd": command, "AttachStdout": False, "AttachStderr": False},
+    )
+    if status != 201 or not isinstance(created, dict) or not created.get("Id"):
+        return ""
+    exec_id = str(created["Id"])
+    engine_request(path, "POST", f"/exec/{exec_id}/start", timeout, {"Detach": True})
+    return exec_id
+
+
+def probe_result(path: str, exec_id: str, timeout: float) -> bool | None:
+    """True when the probe exited 0, False when it failed, None while it still runs."""
+    if not exec_id:
+        return False
+    status, run = engine_request(path, "GET", f"/exec/{exec_id}/json", timeout)
+    if status != 200 or not isinstance(run, dict):
+        return False
+    if run.get("Running"):
+        return None
+    return run.get("ExitCode") == 0
+
+
+def probe_passes(path: str, container_id: str, info: dict[str, Any], timeout: float) -> bool:
+    """Run the container's own healthcheck now, as Docker would, and say whether it passed.
+
+    Docker 20.10 runs a healthcheck first one interval after the start, then once per interval:
+    while it still reports "starting", this answers as soon as the check itself can pass.
+    """
+    command = probe_command(info)
+    if command is None:
+        return False
+    deadline = time.monotonic() + min(probe_timeout(info), timeout)
+    exec_id = start_probe(path, container_id, command, timeout)
+    while True:
+        result = probe_result(path, exec_id, timeout)
+        if result is not None:
+            return result
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(PROBE_POLL_S)

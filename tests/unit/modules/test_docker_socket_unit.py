@@ -196,3 +196,39 @@ def test_the_module_reports_no_definitive_failure_when_healthy(docker_socket: st
 def test_missing_socket_is_named(tmp_path: Path) -> None:
     with pytest.raises(CheckFailed, match=r"no Docker socket at .*nothing\.sock"):
         check_containers(ctx(str(tmp_path / "nothing.sock"), ["redis"]))
+
+
+class ProbingEngine(ContainerEngine):
+    """Also answers the exec calls of a healthcheck run by the module: exit code ``probe_exit``."""
+
+    def __init__(self, socket_path: str) -> None:
+        super().__init__(socket_path)
+        self.probe_exit = 0
+        self.commands: list[list[str]] = []
+
+    def answer(self, path: str) -> tuple[int, Any]:
+        if path.startswith("/exec/"):
+            return 200, {"Running": False, "ExitCode": self.probe_exit}
+        status, body = super().answer(path)
+        if status == 200:
+            body["Config"] = {"Healthcheck": {"Test": ["CMD", "probe"], "Timeout": 2_000_000_000}}
+        return status, body
+
+    def answer_post(self, path: str, body: Any) -> tuple[int, Any]:
+        if path.endswith("/exec"):
+            self.commands.append(body["Cmd"])
+            return 201, {"Id": "exec-1"}
+        if path == "/exec/exec-1/start":
+            return 200, None
+        return super().answer_post(path, body)
+
+
+def test_a_starting_container_passes_once_its_own_healthcheck_passes_run_now(tmp_path: Path) -> None:
+    with serve(ProbingEngine, tmp_path / "probing.sock") as engine:
+        engine.containers = {"prefect_worker": STARTING}
+        detail = check_containers(ctx(str(engine.server_address), ["prefect_worker"]))
+        assert detail == "prefect_worker healthy by its own healthcheck, run now (Docker: starting)"
+        assert engine.commands == [["probe"]]
+        engine.probe_exit = 1
+        with pytest.raises(CheckFailed, match="prefect_worker starting"):
+            check_containers(ctx(str(engine.server_address), ["prefect_worker"]))
