@@ -21,7 +21,9 @@ description:
     Docker reports C(exited), C(dead) or C(restarting), or C(unhealthy) (with the last probe's
     output), or that does not exist; a server answering another version than O(server_version);
     a pool of another type than O(work_pool_type) (Prefect cannot change a pool's type). A
-    container whose health is still C(starting), or that runs without a healthcheck, is waited for.
+    container whose health is still C(starting) passes as soon as its own healthcheck, run by the
+    module in the container, passes (Docker runs the first one only an interval after the start);
+    until then it is waited for.
   - Never changes anything it manages (C(changed) is always false). The C(db_roundtrip) check
     writes one Prefect variable named C(prefect_health_probe_<random>), reads it back and deletes
     it; it leaves nothing behind, so it also runs in check mode.
