@@ -16,6 +16,7 @@ import base64
 import json
 import os
 import re
+import socket
 import stat
 import subprocess
 import time
@@ -345,6 +346,11 @@ BAD_INPUTS = [
         {"stack_internal_bind_address": "localhost"}, "stack_internal_bind_address", id="bad-internal-bind"
     ),
     pytest.param({"redis_bind_address": "10.0.0.300"}, "redis_bind_address", id="bad-redis-bind"),
+    # TEST-NET-1 (RFC 5737): a valid address that no host of this machine has.
+    pytest.param(
+        {"prometheus_bind_address": "192.0.2.77"}, "prometheus_bind_address", id="absent-bind-address"
+    ),
+    pytest.param({"stack_min_free_disk_mb": 10**9}, "stack_min_free_disk_mb", id="too-little-disk"),
 ]
 
 
@@ -390,6 +396,25 @@ def test_bad_input_fails_before_any_change(stack: Run, extra: dict, variable: st
     assert {path: path.stat().st_mtime_ns for path in configs} == configs
 
 
+def test_a_port_another_process_listens_on_fails_before_any_change_naming_it(stack: Run) -> None:
+    """The stack's own ports are held by docker-proxy on this re-run and pass; a port this test
+    listens on, given to Alertmanager, is named with the process that holds it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        before = started_at()
+        run = playbook("playbooks/stack.yml", "-e", json.dumps({"alertmanager_port": port}))
+    assert run.rc != 0
+    failure = " ".join(run.output[run.output.find("fatal:") :].split())  # the callback wraps lines
+    assert f"Port {port} (alertmanager_port) on localhost is taken by " in failure, run.output[-3000:]
+    assert (
+        f"(pid {os.getpid()}), listening on 127.0.0.1: stop that process, or set alertmanager_port" in failure
+    )
+    assert run.recap().get("changed", 0) == 0
+    assert started_at() == before
+
+
 def test_validate_with_no_argument_checks_exactly_what_is_deployed(stack: Run) -> None:
     """The README's `make validate` after an offline deploy: no extra vars, so grafana_enabled is its
     default (true), yet Grafana was not deployed here; only the deployed components are checked."""
@@ -424,10 +449,9 @@ def test_a_bad_worker_value_fails_the_first_play_before_any_host_changes(tmp_pat
     assert docker("volume", "ls", "-q").stdout.split() == volumes
 
 
-def test_a_worker_on_another_host_is_refused_a_server_published_on_loopback(tmp_path: Path) -> None:
-    """A server host and a worker host (both this machine, by the local connection) with the default
-    stack_bind_address: the worker would dial the server host's address, where nothing listens, so
-    the first play fails on the worker host naming the variable to set, and changes nothing."""
+def checks_on_two_hosts(tmp_path: Path, server_address: str, **extra: object) -> tuple[Run, str]:
+    """playbooks/checks.yml on a server host and a worker host (both this machine, by the local
+    connection); returns the run and its first failure with the callback's line wraps undone."""
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(
         json.dumps(
@@ -438,23 +462,45 @@ def test_a_worker_on_another_host_is_refused_a_server_published_on_loopback(tmp_
                         "ansible_python_interpreter": "{{ ansible_playbook_python }}",
                     },
                     "children": {
-                        "prefect_server": {"hosts": {"server-1": {"ansible_host": "192.0.2.10"}}},
+                        "prefect_server": {"hosts": {"server-1": {"ansible_host": server_address}}},
                         "prefect_workers": {"hosts": {"worker-1": {}}},
                     },
                 }
             }
         )
     )
-    secrets = {
+    variables = {
         "redis_password": uuid.uuid4().hex,
         "prefect_server_auth_password": uuid.uuid4().hex,
         "grafana_enabled": False,
+        **extra,
     }
-    run = playbook("playbooks/checks.yml", "-i", str(inventory), "-e", json.dumps(secrets))
+    run = playbook("playbooks/checks.yml", "-i", str(inventory), "-e", json.dumps(variables))
+    return run, " ".join(run.output[run.output.find("fatal:") :].split())
+
+
+def test_a_worker_on_another_host_is_refused_a_server_published_on_loopback(tmp_path: Path) -> None:
+    """The default stack_bind_address: the worker would dial the server host's address, where
+    nothing listens, so the first play fails on the worker host naming the variable to set, and
+    changes nothing."""
+    run, failure = checks_on_two_hosts(tmp_path, "192.0.2.10")
     assert run.rc != 0
-    failure = run.output[run.output.find("fatal:") :]
     assert failure.startswith("fatal: [worker-1]"), run.output[-3000:]
     assert "http://192.0.2.10:4200/api" in failure and "stack_bind_address" in failure, failure[:2000]
+    assert run.recap().get("changed", 0) == 0
+
+
+def test_a_worker_host_that_cannot_reach_the_server_fails_the_first_play(tmp_path: Path) -> None:
+    """The server opened on every interface, but its inventory address does not resolve: the worker
+    host's TCP probe of the API fails in the first play, naming the host, the variable and the fix."""
+    run, failure = checks_on_two_hosts(tmp_path, "prefect-server.invalid", stack_bind_address="0.0.0.0")
+    assert run.rc != 0
+    assert failure.startswith("fatal: [worker-1]"), run.output[-3000:]
+    assert (
+        "worker-1 cannot open a TCP connection to prefect-server.invalid:4200 (prefect_worker_api_url)"
+        in failure
+    ), failure[:2000]
+    assert "set prefect_worker_api_url to an address this host reaches" in failure
     assert run.recap().get("changed", 0) == 0
 
 

@@ -394,7 +394,12 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
                 "binds": {"redis_bind_address": "127.0.0.1"},
                 "images": ["redis:7", "shared:1"],
             },
-            "prefect_worker_stack_claim": {"ports": {}, "images": ["shared:1"], "trees": ["/srv/flows"]},
+            "prefect_worker_stack_claim": {
+                "ports": {},
+                "images": ["shared:1"],
+                "trees": ["/srv/flows"],
+                "reaches": {"prefect_worker_api_url": "http://h2:4200/api"},
+            },
             "grafana_stack_claim": {"ports": {"grafana_port": "6379"}, "images": []},
         }
     )
@@ -404,13 +409,23 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
         "binds": {"redis_bind_address": "127.0.0.1"},
         "images": ["shared:1", "redis:7"],
         "trees": ["/srv/flows"],
-    }
+        "reaches": {"prefect_worker_api_url": "http://h2:4200/api"},
+        "listens": [{"variable": "redis_port", "port": 6379, "address": "127.0.0.1"}],
+    }, "grafana's port binds to no address of its own claim, so the preflight has nothing to listen-check"
     assert checks.stack_port_problems(claims["ports"], "h1") == [
         "Port clash on h1: grafana_port and redis_port share port 6379."
         " Give each of these variables a different port."
     ]
-    assert checks.stack_claims({}) == {"roles": [], "ports": {}, "binds": {}, "images": [], "trees": []}
-    with pytest.raises(ValueError, match="redis_stack_claim: ports and binds must be mappings"):
+    assert checks.stack_claims({}) == {
+        "roles": [],
+        "ports": {},
+        "binds": {},
+        "images": [],
+        "trees": [],
+        "reaches": {},
+        "listens": [],
+    }
+    with pytest.raises(ValueError, match="redis_stack_claim: ports, binds and reaches must be mappings"):
         checks.stack_claims({"redis_stack_claim": {"ports": [6379], "images": []}})
     with pytest.raises(ValueError, match="redis_claim: a claim is a fact <role>_stack_claim"):
         checks.stack_claims({"redis_claim": {}})
@@ -440,3 +455,24 @@ def test_a_project_may_have_containers_unless_the_host_read_shows_none_and_the_r
     assert may("p", [container("a", project="p", state="exited", status="Exited (0)")]), (
         "a stopped one counts"
     )
+
+
+def test_each_port_of_a_claim_is_listened_for_at_each_valid_address_of_the_same_claim() -> None:
+    claims = checks.stack_claims(
+        {
+            "redis_stack_claim": {
+                "ports": {"redis_port": "6379", "redis_exporter_port": 9121, "bad_port": "x"},
+                "binds": {"redis_bind_address": "10.0.0.5", "bad_bind": "nowhere"},
+                "images": [],
+            },
+            "grafana_stack_claim": {
+                "ports": {"grafana_port": 3000},
+                "binds": {"grafana_bind_address": "0.0.0.0"},
+            },
+        }
+    )
+    assert claims["listens"] == [
+        {"variable": "grafana_port", "port": 3000, "address": "0.0.0.0"},
+        {"variable": "redis_exporter_port", "port": 9121, "address": "10.0.0.5"},
+        {"variable": "redis_port", "port": 6379, "address": "10.0.0.5"},
+    ], "invalid ports and addresses are left to the claims check, which names them"

@@ -67,29 +67,58 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
     """The claims of one host together: claiming roles, ports, bind addresses, images and trees.
 
     `claim_facts` maps each <role>_stack_claim fact to its value, {ports: {...}, images: [...]}
-    and optionally binds: {...} (variable -> address) and trees: [...], the directories the role
-    ships whose whole tree the host read lists.
+    and optionally binds: {...} (variable -> address), trees: [...], the directories the role
+    ships whose whole tree the host read lists, and reaches: {...} (variable -> URL the host must
+    reach). A role's ports bind to its bind addresses: `listens` pairs each valid port of a claim
+    with each valid address of the same claim, for the host preflight.
     """
     roles: list[str] = []
     ports: dict[str, Any] = {}
     binds: dict[str, Any] = {}
     images: list[str] = []
     trees: list[str] = []
+    reaches: dict[str, Any] = {}
+    listens: list[dict[str, Any]] = []
     for fact, claim in sorted(claim_facts.items()):
         if not fact.endswith(CLAIM_SUFFIX) or not isinstance(claim, Mapping):
             raise ValueError(f"{fact}: a claim is a fact <role>_stack_claim holding ports and images.")
-        if not all(isinstance(claim.get(key, {}), Mapping) for key in ("ports", "binds")) or not isinstance(
-            claim.get("images", []), list
-        ):
+        if not all(
+            isinstance(claim.get(key, {}), Mapping) for key in ("ports", "binds", "reaches")
+        ) or not isinstance(claim.get("images", []), list):
             raise ValueError(
-                f"{fact}: ports and binds must be mappings variable -> port or address, images a list."
+                f"{fact}: ports, binds and reaches must be mappings variable -> port, address or URL,"
+                " images a list."
             )
         roles.append(fact[: -len(CLAIM_SUFFIX)])
         ports.update(claim.get("ports", {}))
         binds.update(claim.get("binds", {}))
         images.extend(str(image) for image in claim.get("images", []) if str(image) not in images)
         trees.extend(str(tree) for tree in claim.get("trees", []) if str(tree) not in trees)
-    return {"roles": roles, "ports": ports, "binds": binds, "images": images, "trees": trees}
+        reaches.update(claim.get("reaches", {}))
+        listens += _listens(claim)
+    return {
+        "roles": roles,
+        "ports": ports,
+        "binds": binds,
+        "images": images,
+        "trees": trees,
+        "reaches": reaches,
+        "listens": listens,
+    }
+
+
+def _listens(claim: Mapping[str, Any]) -> list[dict[str, Any]]:
+    addresses = [
+        str(address).strip()
+        for name, address in sorted(claim.get("binds", {}).items())
+        if not stack_bind_address_problem(address, name)
+    ]
+    return [
+        {"variable": name, "port": port, "address": address}
+        for name, value in sorted(claim.get("ports", {}).items())
+        if (port := _as_port(value)) is not None
+        for address in addresses
+    ]
 
 
 def stack_local_address(bind_address: str) -> str:
