@@ -518,6 +518,30 @@ def test_changing_a_redis_setting_restarts_only_redis(stack: Run) -> None:
     assert docker_health("redis") == "healthy"
 
 
+def test_extra_env_reaches_the_container_exactly_and_stays_out_of_the_compose_file(stack: Run) -> None:
+    """A prefect_worker_extra_env value with what Compose would interpolate or unquote ($, quotes,
+    a backslash) reaches the worker as it is, through the 0600 env file only. (The next test tears
+    the stack down and redeploys it without the extra setting.)"""
+    value = f"e2e-{uuid.uuid4().hex[:8]}-a$HOME${{X}}\"b\\c'd #e"
+    before = started_at()
+    run = playbook(
+        "playbooks/stack.yml", "-e", json.dumps({"prefect_worker_extra_env": {"E2E_EXTRA": value}})
+    )
+    assert_converged(run)
+    after = started_at()
+    assert after["prefect_worker"] != before["prefect_worker"]
+    assert {name: after[name] for name in ALL_CONTAINERS if name != "prefect_worker"} == {
+        name: before[name] for name in ALL_CONTAINERS if name != "prefect_worker"
+    }, "only the worker restarts"
+    assert docker("exec", "prefect_worker", "printenv", "E2E_EXTRA").stdout == value + "\n"
+    env_file = BASE_DIR / "prefect_worker" / "config" / "worker.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert "E2E_EXTRA" in env_file.read_text()
+    assert "E2E_EXTRA" not in (BASE_DIR / "prefect_worker" / "compose.yml").read_text()
+    assert "E2E_EXTRA" not in json.dumps(inspect("prefect_worker")["Config"]["Labels"])
+    assert docker_health("prefect_worker", within_s=30) == "healthy"
+
+
 def test_data_survives_teardown_and_redeploy(stack: Run) -> None:
     marker = f"e2e-{uuid.uuid4().hex[:12]}"
     status, flow = api("/flows/", {"name": "e2e-persistence"})

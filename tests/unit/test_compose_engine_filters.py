@@ -304,6 +304,35 @@ def test_a_secret_must_be_long_and_not_a_placeholder_and_its_value_is_never_quot
     )
     assert "s3cr3t-pw" not in short
     assert problem("s3cr3t-pw", "prefect_server_auth_password", 8) == ""
+    assert problem("Zq8vL2mXp4Rt7wYe\n", "redis_password") == (
+        "redis_password holds a line break or another control character: choose printable characters."
+    )
+
+
+def test_an_env_file_line_carries_dollars_quotes_and_backslashes_as_they_are() -> None:
+    """The escapes Compose 2.40's env_file parser undoes inside double quotes (checked against the
+    real Compose: e2e test_extra_env_reaches_the_container_exactly_and_stays_out_of_the_compose_file)."""
+    line = engine.compose_env_file_line
+    assert line('admin:pa$HOME"q\\z', "AUTH") == 'AUTH="admin:pa\\$HOME\\"q\\\\z"'
+    assert line("two\nlines", "X") == 'X="two\\nlines"'
+    assert line(5, "LIMIT") == 'LIMIT="5"' and line(None, "EMPTY") == 'EMPTY=""'
+    with pytest.raises(ValueError, match="'1BAD' is not an environment variable name"):
+        line("x", "1BAD")
+    with pytest.raises(ValueError, match="the value of CR holds a carriage return"):
+        line("a\rb", "CR")
+
+
+def test_an_extra_env_that_no_env_file_can_carry_is_named_by_its_variable() -> None:
+    problems = checks.stack_env_problems
+    assert problems({"PREFECT_X": "a$b", "_ok1": 1}, "worker_env") == []
+    assert problems({"BAD-NAME": "x", "CR": "a\rb"}, "worker_env") == [
+        "worker_env: 'BAD-NAME' is not an environment variable name: use letters, digits and _ only,"
+        " not starting with a digit.",
+        "worker_env: the value of CR holds a carriage return, which an environment file cannot carry.",
+    ]
+    assert problems(["A=1"], "worker_env") == [
+        "worker_env must be a mapping of environment variable names to values."
+    ]
 
 
 def test_every_bad_bind_address_is_named_by_its_variable() -> None:

@@ -8,6 +8,7 @@ whose files changed, and the lists the engine's tasks loop over. Nothing here to
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -311,6 +312,25 @@ def compose_engine_project_containers(containers: Iterable[Mapping[str, Any]], p
     ]
 
 
+# What Compose's env_file parser unescapes inside double quotes (measured with Compose 2.40):
+# a backslash, the quote itself, "$" (which it would otherwise interpolate) and a line break.
+ENV_FILE_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "$": "\\$", "\n": "\\n"})
+
+
+def compose_env_file_line(value: Any, name: str) -> str:
+    """One `NAME="value"` line of an env_file that Compose reads back exactly as `value`.
+
+    Unquoted, Compose interpolates `${...}` and `$NAME` in an env_file value and drops what it cannot
+    resolve, so a password holding "$" would reach the container cut short.
+    """
+    text = "" if value is None else str(value)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
+        raise ValueError(f"{name!r} is not an environment variable name (letters, digits and _).")
+    if "\r" in text:
+        raise ValueError(f"the value of {name} holds a carriage return, which an env_file cannot carry.")
+    return f'{name}="{text.translate(ENV_FILE_ESCAPES)}"'
+
+
 class FilterModule:
     """The compose engine's filters: sources, plan, what differs, services up, project containers."""
 
@@ -327,4 +347,5 @@ class FilterModule:
             "compose_engine_decide": compose_engine_decide,
             "compose_engine_directory_args": compose_engine_directory_args,
             "compose_engine_file_args": compose_engine_file_args,
+            "compose_env_file_line": compose_env_file_line,
         }

@@ -9,6 +9,7 @@ their claims, so a clash across roles is caught before anything changes.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -163,12 +164,32 @@ def stack_secret_problem(value: Any, name: str, min_length: Any = 16) -> str:
         return f"{name} is empty or undefined."
     if normalized in PLACEHOLDERS or normalized.startswith(PLACEHOLDER_PREFIXES) or len(set(text)) == 1:
         return f"{name} is a placeholder, not a secret: choose a long random value."
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        return f"{name} holds a line break or another control character: choose printable characters."
     if len(text) < int(min_length):
         return (
             f"{name} has {len(text)} characters; a secret needs at least {int(min_length)}"
             " (stack_secret_min_length)."
         )
     return ""
+
+
+def stack_env_problems(env: Any, name: str) -> list[str]:
+    """One message per entry of an extra-environment variable that no env_file can carry."""
+    if not isinstance(env, Mapping):
+        return [f"{name} must be a mapping of environment variable names to values."]
+    problems = [
+        f"{name}: {key!r} is not an environment variable name: use letters, digits and _ only,"
+        " not starting with a digit."
+        for key in sorted(env, key=str)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(key))
+    ]
+    problems += [
+        f"{name}: the value of {key} holds a carriage return, which an environment file cannot carry."
+        for key, value in sorted(env.items(), key=lambda item: str(item[0]))
+        if "\r" in str(value)
+    ]
+    return problems
 
 
 class FilterModule:
@@ -181,4 +202,5 @@ class FilterModule:
             "stack_local_address": stack_local_address,
             "stack_bind_problems": stack_bind_problems,
             "stack_secret_problem": stack_secret_problem,
+            "stack_env_problems": stack_env_problems,
         }
