@@ -523,6 +523,9 @@ def test_extra_env_reaches_the_container_exactly_and_stays_out_of_the_compose_fi
     a backslash) reaches the worker as it is, through the 0600 env file only. (The next test tears
     the stack down and redeploys it without the extra setting.)"""
     value = f"e2e-{uuid.uuid4().hex[:8]}-a$HOME${{X}}\"b\\c'd #e"
+    # From the inventory's own state: an earlier test may have left another setting changed.
+    assert_converged(playbook("playbooks/stack.yml"))
+    assert docker_health("redis", within_s=30) == "healthy"
     before = started_at()
     run = playbook(
         "playbooks/stack.yml", "-e", json.dumps({"prefect_worker_extra_env": {"E2E_EXTRA": value}})
