@@ -31,12 +31,20 @@ def authorized_request(url: str, auth: str, **kwargs: Any) -> urllib.request.Req
 
 
 def http_json(
-    url: str, *, body: dict[str, Any] | None = None, auth: str = "", timeout: float = 5, method: str = ""
+    url: str,
+    *,
+    body: dict[str, Any] | None = None,
+    auth: str = "",
+    timeout: float = 5,
+    method: str = "",
+    headers: dict[str, str] | None = None,
 ) -> Any:
     """GET (POST with a body, or `method`) and decode the JSON answer; OSError/ValueError on failure."""
     data = json.dumps(body).encode() if body is not None else None
     request = authorized_request(url, auth, data=data, method=method or ("POST" if data else "GET"))
     request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         raw = response.read()
     return json.loads(raw) if raw.strip() else None

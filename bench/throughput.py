@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 FLOW_DIR = "/opt/prefect/flows"  # the prefect_worker role's mount of files/flows in the worker
 ENTRYPOINT = "test_flow.py:noop_flow"
 MAX_ATTEMPTS = 20
+CSRF_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 @dataclass
@@ -29,14 +31,33 @@ class Api:
     # 503 answers retried so far: Prefect on SQLite answers 503 when a write finds the database locked.
     retries: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _csrf: dict[str, str] | None = field(default=None, repr=False)
+
+    def csrf_headers(self) -> dict[str, str]:
+        """The CSRF headers every write carries, as Prefect's client sends them ({} when the
+        server's CSRF protection is off: it answers the token request 422)."""
+        with self._lock:
+            if self._csrf is None:
+                client = f"bench-{uuid.uuid4()}"
+                try:
+                    answer = http_json(f"{self.url}/csrf-token?client={client}", auth=self.auth, timeout=30)
+                    self._csrf = {"Prefect-Csrf-Token": answer["token"], "Prefect-Csrf-Client": client}
+                except urllib.error.HTTPError as exc:
+                    if exc.code != 422:
+                        raise BenchError(f"GET /csrf-token: {exc}") from None
+                    self._csrf = {}
+            return self._csrf
 
     def call(self, path: str, body: dict[str, Any] | None = None, method: str = "") -> Any:
         """One API call; a 503 is retried with exponential backoff and jitter for up to about 2 min,
         as Prefect's own client does (with fewer attempts)."""
         verb = method or ("POST" if body is not None else "GET")
+        headers = self.csrf_headers() if verb in CSRF_METHODS else {}
         for attempt in range(MAX_ATTEMPTS):
             try:
-                return http_json(f"{self.url}{path}", body=body, auth=self.auth, timeout=30, method=verb)
+                return http_json(
+                    f"{self.url}{path}", body=body, auth=self.auth, timeout=30, method=verb, headers=headers
+                )
             except urllib.error.HTTPError as exc:
                 if exc.code != 503 or attempt == MAX_ATTEMPTS - 1:
                     raise BenchError(f"{verb} {path}: {exc} (after {attempt} retries)") from None

@@ -9,6 +9,11 @@ module run), so concurrent threads cannot pick up an opener that sends them else
 
 Every foreseeable failure becomes an ``ApiError`` whose message names the URL and, for HTTP 401,
 the variable to check. Credentials travel only in the Authorization header, never in a message.
+
+With Prefect's CSRF protection on, every POST, PUT, PATCH and DELETE carries a token the client
+fetched from ``GET /api/csrf-token?client=<id>`` (``Prefect-Csrf-Token`` and
+``Prefect-Csrf-Client``), the way Prefect's own client does; a server with the protection off
+answers that request 422 and the client stops asking.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import ssl
 import threading
 import time
 import urllib.error
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -30,6 +37,10 @@ from ansible.module_utils.urls import Request, make_context
 # The inventory variable and the module option an operator fixes after an HTTP 401.
 DEFAULT_AUTH_HINT = "prefect_server_auth_password (module option api_auth_password)"
 ERROR_BODY_LIMIT = 200
+# The methods Prefect's CSRF middleware guards.
+CSRF_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_TOKEN_HEADER = "Prefect-Csrf-Token"
+CSRF_CLIENT_HEADER = "Prefect-Csrf-Client"
 _TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}
 _TLS_LOCK = threading.Lock()
 
@@ -119,9 +130,10 @@ def http_request(
     password: str | None = None,
     unix_socket: str | None = None,
     auth_hint: str = DEFAULT_AUTH_HINT,
+    extra_headers: dict[str, str] | None = None,
 ) -> Response:
     """One HTTP request; JSON-encodes ``payload``; raises ApiError on any failure or HTTP status >= 400."""
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", **(extra_headers or {})}
     data = None
     if payload is not None:
         data = json.dumps(payload).encode("utf-8")
@@ -191,6 +203,43 @@ def quote_name(name: str) -> str:
     return quote(name, safe="")
 
 
+class CsrfSession:
+    """One CSRF client id and its token, shared by the threads of one module run.
+
+    ``fetch(client)`` returns a token, or None when the server has CSRF protection off; then no
+    header is ever sent again.
+    """
+
+    def __init__(self) -> None:
+        self.client = str(uuid.uuid4())
+        self._token: str | None = None
+        self._disabled = False
+        self._lock = threading.Lock()
+
+    def headers(self, fetch: Callable[[str], str | None]) -> dict[str, str]:
+        """The two CSRF headers (fetching the token on first use), or {} when CSRF is off."""
+        with self._lock:
+            if self._disabled:
+                return {}
+            if self._token is None:
+                self._token = fetch(self.client)
+                self._disabled = self._token is None
+            return self._as_headers()
+
+    def renewed(self, stale: dict[str, str], fetch: Callable[[str], str | None]) -> dict[str, str]:
+        """Fresh headers after ``stale`` ones were refused (another thread may have renewed them)."""
+        with self._lock:
+            if self._token is not None and stale.get(CSRF_TOKEN_HEADER) == self._token:
+                self._token = fetch(self.client)
+                self._disabled = self._token is None
+            return self._as_headers()
+
+    def _as_headers(self) -> dict[str, str]:
+        if self._token is None:
+            return {}
+        return {CSRF_TOKEN_HEADER: self._token, CSRF_CLIENT_HEADER: self.client}
+
+
 class PrefectApi:
     """The Prefect v3 REST API below ``api_url`` (for example ``http://127.0.0.1:4200/api``)."""
 
@@ -213,6 +262,7 @@ class PrefectApi:
         self.validate_certs = validate_certs
         self.timeout = timeout
         self.auth_hint = auth_hint
+        self._csrf = CsrfSession()
 
     @classmethod
     def from_params(cls, params: dict[str, Any], busy_retries: int = 0) -> PrefectApi:
@@ -248,6 +298,25 @@ class PrefectApi:
         raise AssertionError("unreachable")
 
     def _request_once(self, method: str, path: str, payload: Any) -> Response:
+        if method.upper() not in CSRF_METHODS:
+            return self._send(method, path, payload)
+        headers = self._csrf.headers(self._fetch_csrf_token)
+        try:
+            return self._send(method, path, payload, headers)
+        except ApiError as exc:
+            # A token lives an hour on the server (PREFECT_SERVER_API_CSRF_TOKEN_EXPIRATION): a
+            # long wait may outlive it. One fresh token, one more try.
+            if exc.status != 403 or not headers:
+                raise
+            return self._send(method, path, payload, self._csrf.renewed(headers, self._fetch_csrf_token))
+
+    def send_without_csrf_token(self, method: str, path: str, payload: Any = None) -> Response:
+        """One authenticated request without the CSRF headers (proves that the server demands them)."""
+        return self._send(method, path, payload)
+
+    def _send(
+        self, method: str, path: str, payload: Any = None, headers: dict[str, str] | None = None
+    ) -> Response:
         return http_request(
             self.url(path),
             method=method,
@@ -257,7 +326,21 @@ class PrefectApi:
             username=self._username if self._password else None,
             password=self._password or None,
             auth_hint=self.auth_hint,
+            extra_headers=headers,
         )
+
+    def _fetch_csrf_token(self, client: str) -> str | None:
+        """A CSRF token for ``client``, or None when the server's CSRF protection is off."""
+        try:
+            answer = self._send("GET", f"csrf-token?client={quote_name(client)}").json()
+        except ApiError as exc:
+            if exc.status == 422:  # "CSRF protection is disabled."
+                return None
+            raise
+        token = answer.get("token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ApiError(f"{self.url('csrf-token')} answered no token: {excerpt(str(answer))}")
+        return token
 
     def get(self, path: str) -> Any:
         """GET, decoded JSON."""

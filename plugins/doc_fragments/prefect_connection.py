@@ -27,6 +27,8 @@ options:
     description:
       - Password of the server's basic auth. Empty means the server runs without auth.
       - An HTTP 401 answer names this option and the inventory variable C(prefect_server_auth_password).
+      - Every POST, PUT, PATCH and DELETE carries a CSRF token fetched from C(/api/csrf-token)
+        when the server has Prefect's CSRF protection on, as Prefect's own client does.
     type: str
   validate_certs:
     description:

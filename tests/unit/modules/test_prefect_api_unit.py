@@ -6,6 +6,7 @@ import http.server
 import socket
 import threading
 from collections.abc import Iterator
+from typing import ClassVar
 
 import prefect_module_runner  # noqa: F401 (puts module_utils on ansible.module_utils' path)
 import pytest
@@ -23,7 +24,20 @@ def closed_port() -> int:
 BUSY_CALLS: dict[str, int] = {}
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A loopback stand-in's plumbing: answer with a code and a body, log nothing."""
+
+    def answer(self, code: int, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+class Handler(QuietHandler):
     """A loopback stand-in that answers by path: /401, /500, /slow, /json."""
 
     def do_GET(self) -> None:
@@ -38,13 +52,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if code == 500
             else b'{"auth": "%s"}' % self.headers.get("Authorization", "").encode()
         )
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
+        self.answer(code, body)
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +117,82 @@ def test_transient_503_is_retried_only_when_asked(base_url: str) -> None:
     assert PrefectApi(base_url).retrying(2).get("busy-twice") == {"auth": ""}
     with pytest.raises(ApiError):
         PrefectApi(base_url, busy_retries=1).get("busy-thrice")
+
+
+class CsrfHandler(QuietHandler):
+    """Prefect's CSRF rules in small: /on issues tokens and refuses a write without a valid one
+    (403), /off answers the token request 422 and takes any write, like a server with the
+    protection off. /on revokes every token after revoke_after writes, as an expiry would."""
+
+    tokens: ClassVar[dict[str, str]] = {}
+    fetches: ClassVar[list[str]] = []
+    writes: ClassVar[list[dict[str, str]]] = []
+    revoke_after = 0
+
+    def do_GET(self) -> None:
+        if "/csrf-token?client=" not in self.path:
+            return self.answer(200, b"{}")
+        if self.path.startswith("/off/"):
+            return self.answer(422, b'{"detail": "CSRF protection is disabled."}')
+        client = self.path.split("client=", 1)[1]
+        token = f"token-{len(self.fetches)}"
+        self.fetches.append(client)
+        self.tokens[client] = token
+        return self.answer(200, b'{"token": "%s", "client": "%s"}' % (token.encode(), client.encode()))
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        sent = {
+            "token": self.headers.get("Prefect-Csrf-Token", ""),
+            "client": self.headers.get("Prefect-Csrf-Client", ""),
+        }
+        type(self).writes.append(sent)
+        if self.path.startswith("/on/"):
+            if self.tokens.get(sent["client"]) != sent["token"] or not sent["token"]:
+                return self.answer(403, b'{"detail": "Invalid CSRF token or client identifier."}')
+            if self.revoke_after and len(self.writes) >= self.revoke_after:
+                self.tokens.clear()
+        return self.answer(200, b"[]")
+
+
+@pytest.fixture
+def csrf_url() -> Iterator[str]:
+    CsrfHandler.tokens, CsrfHandler.fetches, CsrfHandler.writes = {}, [], []
+    CsrfHandler.revoke_after = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CsrfHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_writes_carry_one_csrf_token_fetched_once_and_reads_carry_none(csrf_url: str) -> None:
+    api = PrefectApi(f"{csrf_url}/on/api")
+    api.get("flows")
+    assert CsrfHandler.fetches == []
+    api.post("flows/filter")
+    api.retrying(2).post("flows/filter")  # a clone shares the token
+    assert len(CsrfHandler.fetches) == 1
+    client = CsrfHandler.fetches[0]
+    assert CsrfHandler.writes == [{"token": "token-0", "client": client}] * 2
+
+
+def test_a_revoked_csrf_token_is_renewed_once(csrf_url: str) -> None:
+    CsrfHandler.revoke_after = 1
+    api = PrefectApi(f"{csrf_url}/on/api")
+    api.post("flows/filter")
+    api.post("flows/filter")  # refused with the revoked token, then sent with a new one
+    assert [write["token"] for write in CsrfHandler.writes] == ["token-0", "token-0", "token-1"]
+
+
+def test_a_server_without_csrf_protection_gets_no_headers_after_one_question(csrf_url: str) -> None:
+    api = PrefectApi(f"{csrf_url}/off/api")
+    api.post("flows/filter")
+    api.post("flows/filter")
+    assert CsrfHandler.writes == [{"token": "", "client": ""}] * 2
+
+
+def test_a_write_without_the_token_is_refused_by_a_protected_server(csrf_url: str) -> None:
+    with pytest.raises(ApiError) as err:
+        PrefectApi(f"{csrf_url}/on/api").send_without_csrf_token("POST", "flows/filter", {})
+    assert err.value.status == 403
