@@ -20,7 +20,8 @@ description:
     message leads with it (RV(definitive_failures)). Such failures are a listed container that
     Docker reports C(exited), C(dead) or C(restarting), or C(unhealthy) (with the last probe's
     output), or that does not exist; a server answering another version than O(server_version);
-    a pool of another type than O(work_pool_type) (Prefect cannot change a pool's type). A
+    a pool of another type than O(work_pool_type) (Prefect cannot change a pool's type); a server
+    that answers without credentials or serves a write without a CSRF token. A
     container whose health is still C(starting) passes as soon as its own healthcheck, run by the
     module in the container, passes (Docker runs the first one only an interval after the start);
     until then it is waited for.
@@ -55,7 +56,10 @@ options:
       - The checks to run. By default every check whose inputs were given runs.
       - C(liveness) GET /api/health answers true; C(readiness) GET /api/ready answers 200 (the
         database answers); C(version) GET /api/admin/version (equal to O(server_version) when given);
-        C(ui) GET / serves the Prefect UI and the API URL published in /ui-settings answers;
+        C(auth) GET /api/admin/version without credentials is refused with HTTP 401 (runs when
+        O(api_auth_password) is given); C(csrf) an authenticated POST without a CSRF token is
+        refused with HTTP 403 (runs when O(csrf_protection=true)); C(ui) GET / serves the Prefect
+        UI and the API URL published in /ui-settings answers;
         C(work_pool) O(work_pool) exists, not paused, with a job template, O(work_pool_type) and
         O(work_pool_concurrency_limit); C(work_queue) the pool has at least one queue, every one of
         O(work_queues) exists, none is paused; C(workers) at least O(min_workers) workers whose last
@@ -73,6 +77,8 @@ options:
       - liveness
       - readiness
       - version
+      - auth
+      - csrf
       - ui
       - work_pool
       - work_queue
@@ -87,6 +93,13 @@ options:
     description:
       - The Prefect version that was deployed, for example V(3.9.1).
     type: str
+  csrf_protection:
+    description:
+      - Whether the server must enforce Prefect's CSRF protection
+        (C(PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED)). V(true) enables the C(csrf) check.
+      - The module's own writes send a CSRF token either way when the server has the protection on.
+    type: bool
+    default: false
   work_pool:
     description:
       - Name of the work pool the workers poll. Enables the C(work_pool) and C(work_queue) checks.
@@ -261,7 +274,8 @@ definitive_failures:
       Empty when nothing did.
     - A container's name for the C(containers) check (a container C(exited), C(dead),
       C(restarting), C(unhealthy) or missing), otherwise the check's name (C(version) for another
-      server version, C(work_pool) for a pool of another type).
+      server version, C(work_pool) for a pool of another type, C(auth) for a server without basic
+      auth, C(csrf) for one without CSRF protection).
   returned: always
   type: list
   elements: str
@@ -309,6 +323,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "interval": {"type": "float", "default": 2.0},
     "checks": {"type": "list", "elements": "str", "choices": list(CHECK_NAMES)},
     "server_version": {"type": "str"},
+    "csrf_protection": {"type": "bool", "default": False},
     "work_pool": {"type": "str"},
     "work_pool_type": {"type": "str"},
     "work_pool_concurrency_limit": {"type": "int"},

@@ -49,6 +49,8 @@ CHECK_NAMES = (
     "liveness",
     "readiness",
     "version",
+    "auth",
+    "csrf",
     "ui",
     "work_pool",
     "work_queue",
@@ -129,6 +131,8 @@ class RunSummary:
 # --- which checks apply -----------------------------------------------------------------
 
 REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {
+    "auth": ("api_auth_password",),
+    "csrf": ("csrf_protection",),
     "work_pool": ("work_pool",),
     "work_queue": ("work_pool",),
     "workers": ("work_pool", "min_workers"),
@@ -152,6 +156,9 @@ def missing_inputs(name: str, params: dict[str, Any]) -> list[str]:
         value = params.get(option)
         if option == "min_workers":
             if not value or value < 1:
+                missing.append(option)
+        elif option == "csrf_protection":
+            if value is not True:
                 missing.append(option)
         elif value in (None, "", []):
             missing.append(option)
@@ -337,6 +344,44 @@ def check_version(ctx: CheckContext) -> str:
         text = f"server version is {version}, expected {expected}"
         raise DefinitiveFailure(text, {"version": text})
     return f"server version {version}" + (" as expected" if expected else "")
+
+
+def refused_as_required(
+    name: str, attempt: Callable[[], object], status: int, refused: str, served: str
+) -> str:
+    """The verdict of a request the server must refuse with `status`: a server that serves it
+    stays that way until it is redeployed, so that is a definitive failure."""
+    try:
+        attempt()
+    except ApiError as exc:
+        if exc.status == status:
+            return f"{refused} (HTTP {status})"
+        raise
+    raise DefinitiveFailure(served, {name: served})
+
+
+def check_auth(ctx: CheckContext) -> str:
+    url = ctx.api.url("admin/version")
+    return refused_as_required(
+        "auth",
+        lambda: ctx.other_service(url),
+        401,
+        f"{url} refuses a request without credentials",
+        f"{url} answers a request without credentials: the server runs without basic auth "
+        "(PREFECT_SERVER_API_AUTH_STRING; prefect_server_auth_password)",
+    )
+
+
+def check_csrf(ctx: CheckContext) -> str:
+    url = ctx.api.url("flows/filter")
+    return refused_as_required(
+        "csrf",
+        lambda: ctx.api.send_without_csrf_token("POST", "flows/filter", {"limit": 1}),
+        403,
+        f"POST {url} without a CSRF token is refused",
+        f"POST {url} without a CSRF token was served: the server's CSRF protection is off "
+        "(PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED; prefect_server_csrf_protection_enabled)",
+    )
 
 
 def check_ui(ctx: CheckContext) -> str:
@@ -555,6 +600,8 @@ CHECKS: dict[str, Callable[[CheckContext], str]] = {
     "liveness": check_liveness,
     "readiness": check_readiness,
     "version": check_version,
+    "auth": check_auth,
+    "csrf": check_csrf,
     "ui": check_ui,
     "work_pool": check_work_pool,
     "work_queue": check_work_queue,

@@ -139,10 +139,14 @@ def test_checks_apply_when_their_inputs_are_given() -> None:
         "grafana_url": None,
         "redis_host": None,
         "containers": [],
+        "api_auth_password": None,
+        "csrf_protection": False,
     }
     assert checks.applicable_checks(base) == ["liveness", "readiness", "version", "ui", "db_roundtrip"]
     everything = {
         **base,
+        "api_auth_password": "pw",
+        "csrf_protection": True,
         "work_pool": "default",
         "min_workers": 1,
         "prometheus_url": "http://p",
