@@ -128,15 +128,26 @@ def secret(name: str) -> str:
     return (SECRETS_DIR / name).read_text().strip()
 
 
-def api(path: str, body: dict | None = None, auth: bool = True) -> tuple[int, object]:
-    """Call the Prefect API (POST when a body is given) and return status and decoded JSON."""
-    request = urllib.request.Request(f"{API}{path}", method="POST" if body is not None else "GET")
+def api(
+    path: str, body: dict | None = None, auth: bool = True, csrf: bool = True, method: str = ""
+) -> tuple[int, object]:
+    """Call the Prefect API (POST when a body is given) and return status and decoded JSON.
+
+    A write carries a fresh CSRF token, as Prefect's own client sends it, unless ``csrf`` is false."""
+    verb = method or ("POST" if body is not None else "GET")
+    request = urllib.request.Request(f"{API}{path}", method=verb)
     if body is not None:
         request.data = json.dumps(body).encode()
         request.add_header("Content-Type", "application/json")
     if auth:
         token = base64.b64encode(f"admin:{secret('prefect_server_auth_password')}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+    if csrf and verb in {"POST", "PUT", "PATCH", "DELETE"}:
+        client = f"e2e-{uuid.uuid4()}"
+        status, answer = api(f"/csrf-token?client={client}", auth=auth)
+        assert status == 200, f"GET /csrf-token answered {status}"
+        request.add_header("Prefect-Csrf-Token", answer["token"])
+        request.add_header("Prefect-Csrf-Client", client)
     try:
         with urllib.request.urlopen(request, timeout=15) as response:
             raw = response.read()
@@ -206,6 +217,41 @@ def test_ui_and_ready_answer_and_the_api_requires_auth(stack: Run) -> None:
         assert json.load(response)["api_url"] == "http://localhost:4200/api"
     assert api("/admin/version", auth=False)[0] == 401
     assert api("/admin/version") == (200, "3.9.1")
+
+
+def cors_preflight(origin: str) -> tuple[int, dict[str, str]]:
+    """A browser's CORS preflight for a POST from ``origin``: the status and the answer's headers."""
+    request = urllib.request.Request(
+        f"{API}/flows/filter",
+        method="OPTIONS",
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}
+
+
+def test_writes_need_a_csrf_token_and_cors_grants_only_the_public_origin(stack: Run) -> None:
+    assert api("/flows/filter", {"limit": 1}, csrf=False)[0] == 403
+    assert api("/flows/filter", {"limit": 1}, auth=False, csrf=False)[0] == 403
+    assert api("/flows/filter", {"limit": 1})[0] == 200
+    status, headers = cors_preflight("http://evil.example")
+    assert "access-control-allow-origin" not in headers, (status, headers)
+    status, headers = cors_preflight("http://localhost:4200")
+    assert (status, headers.get("access-control-allow-origin")) == (200, "http://localhost:4200")
+
+
+def test_no_container_shows_a_secret_to_docker_inspect(stack: Run) -> None:
+    values = {name: secret(name) for name in SECRET_NAMES}
+    for container in ALL_CONTAINERS:
+        text = json.dumps(inspect(container))
+        leaked = [name for name, value in values.items() if value in text]
+        assert not leaked, f"docker inspect {container} shows {leaked}"
+    # The auth string reaches the server and the worker through their profiles instead.
+    for container in ("prefect_server", "prefect_worker"):
+        assert "PREFECT_PROFILES_PATH=/etc/prefect-stack/profiles.toml" in inspect(container)["Config"]["Env"]
 
 
 def test_a_worker_is_online_in_the_default_pool(stack: Run) -> None:
@@ -331,10 +377,19 @@ BAD_INPUTS = [
         "prefect_server_auth_password",
         id="prefect-password-short",
     ),
+    # Auth is always on, loopback included.
     pytest.param(
-        {"stack_bind_address": "0.0.0.0", "prefect_server_auth_password": ""},
-        "prefect_server_auth_password",
-        id="prefect-auth-missing-when-exposed",
+        {"prefect_server_auth_password": ""}, "prefect_server_auth_password", id="prefect-auth-missing"
+    ),
+    pytest.param(
+        {"prefect_server_image": "prefecthq/prefect:3.6.21-python3.11"},
+        "prefect_server_image",
+        id="prefect-older-than-3.6.22",
+    ),
+    pytest.param(
+        {"prefect_server_cors_allowed_origins": ["https://prefect.example.org/ui"]},
+        "prefect_server_cors_allowed_origins",
+        id="cors-origin-with-a-path",
     ),
     pytest.param({"redis_port": 4200}, "redis_port", id="duplicate-ports"),
     pytest.param({"redis_maxmemory": "lots"}, "redis_maxmemory", id="bad-redis-maxmemory"),

@@ -2,6 +2,7 @@
 
 from prefect_services import (  # noqa: F401 (fixtures are found by name)
     _servers,
+    auth_default_worker,
     auth_server,
     default_worker,
     fake_grafana,

@@ -1,8 +1,8 @@
 """Real services for the module tests, on free loopback ports, all started once per session.
 
 - two Prefect 3 servers from the venv (SQLite in a temp dir): ``prefect_server`` without auth,
-  shared by most tests, and ``auth_server`` with basic auth, which the auth / database / server
-  stopped tests may damage and finally stop;
+  shared by most tests, and ``auth_server`` with basic auth and CSRF protection, which the auth /
+  database / server stopped tests may damage and finally stop;
 - process workers from the venv with a 2 s heartbeat (started per test where needed);
 - redis-server with requirepass, prometheus-redis-exporter, prometheus and alertmanager from
   the Debian packages (``make test-packages``), with configs written here;
@@ -191,7 +191,9 @@ def launch_server(root: Path, name: str, auth: tuple[str, str] | None, template:
         "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
     }
     if auth:
+        # As the stack runs it: basic auth and CSRF protection together.
         extra["PREFECT_SERVER_API_AUTH_STRING"] = ":".join(auth)
+        extra["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] = "true"
     argv = [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     service = Service(name, argv, prefect_env(home, extra), home / "server.log").start()
     return PrefectServer(service=service, port=port, home=home, auth=auth)
@@ -259,15 +261,18 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
         service.stop()
 
 
-@pytest.fixture(scope="session")
-def default_worker(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pool_with_a_live_worker(
+    server: PrefectServer, tmp_path_factory: pytest.TempPathFactory, worker_name: str
+) -> Iterator[str]:
     """Pool ``default`` (type process, limit 5, queue default) made by prefect_work_pool, one live worker."""
     from prefect_module_runner import run_module
 
+    credentials = {"api_auth_password": server.auth[1]} if server.auth else {}
     result = run_module(
         "prefect_work_pool",
         {
-            "api_url": prefect_server.api_url,
+            "api_url": server.api_url,
+            **credentials,
             "name": "default",
             "type": "process",
             "concurrency_limit": 5,
@@ -275,11 +280,12 @@ def default_worker(prefect_server: PrefectServer, tmp_path_factory: pytest.TempP
         },
     )
     assert not result.get("failed"), result
-    session_workers = Workers(tmp_path_factory.mktemp("default-worker"))
-    session_workers.start(prefect_server, "default", "it-default-worker")
+    session_workers = Workers(tmp_path_factory.mktemp(worker_name))
+    session_workers.start(server, "default", worker_name)
     try:
         args = {
-            "api_url": prefect_server.api_url,
+            "api_url": server.api_url,
+            **credentials,
             "checks": ["workers"],
             "work_pool": "default",
             "min_workers": 1,
@@ -287,11 +293,25 @@ def default_worker(prefect_server: PrefectServer, tmp_path_factory: pytest.TempP
             "interval": 0.5,
             "fail_on_unhealthy": False,
         }
-        assert run_module("prefect_health", args)["healthy"], "the default worker never heartbeated"
-        yield "it-default-worker"
+        assert run_module("prefect_health", args)["healthy"], f"{worker_name} never heartbeated"
+        yield worker_name
     finally:
         for service in session_workers.started:
             service.stop()
+
+
+@pytest.fixture(scope="session")
+def default_worker(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The open server's pool ``default`` with one live worker."""
+    yield from pool_with_a_live_worker(prefect_server, tmp_path_factory, "it-default-worker")
+
+
+@pytest.fixture(scope="session")
+def auth_default_worker(
+    auth_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The auth server's pool ``default`` with one live worker (its client sends the CSRF token)."""
+    yield from pool_with_a_live_worker(auth_server, tmp_path_factory, "it-auth-default-worker")
 
 
 def need(binary: str) -> str:

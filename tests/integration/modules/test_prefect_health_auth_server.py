@@ -28,9 +28,18 @@ def failed(result: dict[str, Any]) -> set[str]:
 
 
 def test_right_password_is_healthy(auth_server: PrefectServer) -> None:
-    result = health(auth_server, api_auth_password=AUTH_PASSWORD, work_pool="default")
-    # the pool does not exist on this server yet: only the pool checks fail
+    result = health(
+        auth_server, api_auth_password=AUTH_PASSWORD, work_pool="nobody-made-it", csrf_protection=True
+    )
+    # the pool does not exist: only the pool checks fail
     assert failed(result) == {"work_pool", "work_queue"}, result["msg"]
+    # the round trip's writes carried a CSRF token; without one the server refuses them
+    assert result["checks"]["auth"]["detail"] == (
+        f"{auth_server.api_url}/admin/version refuses a request without credentials (HTTP 401)"
+    )
+    assert result["checks"]["csrf"]["detail"] == (
+        f"POST {auth_server.api_url}/flows/filter without a CSRF token is refused (HTTP 403)"
+    )
 
 
 def test_wrong_password_names_the_auth_variable(auth_server: PrefectServer) -> None:
@@ -75,9 +84,9 @@ def test_server_stopped_names_the_refused_url_and_reports_the_rest(
         redis_port=monitoring.redis_port,
         redis_password=REDIS_PASSWORD,
     )
-    assert failed(result) == {"liveness", "readiness", "version", "ui", "db_roundtrip"}, result["msg"]
+    assert failed(result) == {"liveness", "readiness", "version", "auth", "ui", "db_roundtrip"}, result["msg"]
     assert result["checks"]["liveness"]["detail"] == (
         f"connection refused: {auth_server.api_url}/health (nothing listens there: is the service running?)"
     )
     assert result["checks"]["redis"]["ok"] is True
-    assert result["msg"].startswith("5 of 6 checks failed: liveness: connection refused: ")
+    assert result["msg"].startswith("6 of 7 checks failed: liveness: connection refused: ")

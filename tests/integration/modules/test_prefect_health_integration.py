@@ -150,6 +150,35 @@ def test_missing_pool_fails_the_pool_checks_and_reports_the_rest(prefect_server:
     assert all(result["checks"][name]["ok"] for name in SERVER_CHECKS)
 
 
+def test_a_server_without_auth_or_csrf_protection_fails_for_good_naming_the_setting(
+    prefect_server: PrefectServer,
+) -> None:
+    """The open server is what a stack whose auth string or CSRF setting never reached the
+    container would look like: both checks fail at once, without waiting out the timeout."""
+    start = time.monotonic()
+    result = health(
+        {
+            "api_url": prefect_server.api_url,
+            "api_auth_password": "a-password-this-server-ignores",
+            "csrf_protection": True,
+            "checks": ["auth", "csrf"],
+            "timeout": 60,
+        }
+    )
+    assert time.monotonic() - start < 20
+    assert failed(result) == {"auth", "csrf"}
+    assert result["definitive_failures"] == ["auth", "csrf"]
+    assert result["checks"]["auth"]["detail"] == (
+        f"{prefect_server.api_url}/admin/version answers a request without credentials: the server runs"
+        " without basic auth (PREFECT_SERVER_API_AUTH_STRING; prefect_server_auth_password)"
+    )
+    assert result["checks"]["csrf"]["detail"] == (
+        f"POST {prefect_server.api_url}/flows/filter without a CSRF token was served: the server's"
+        " CSRF protection is off (PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED;"
+        " prefect_server_csrf_protection_enabled)"
+    )
+
+
 def test_pool_with_other_limit_and_type_fails_work_pool(
     prefect_server: PrefectServer, default_worker: str
 ) -> None:
