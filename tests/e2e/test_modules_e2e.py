@@ -19,6 +19,8 @@ ALL_CHECKS = (
     "liveness",
     "readiness",
     "version",
+    "auth",
+    "csrf",
     "ui",
     "work_pool",
     "work_queue",
@@ -81,4 +83,4 @@ def test_validate_fails_on_a_missing_container(deployed_stack: PlaybookRun) -> N
         },
     )
     assert run.returncode == 2
-    assert "1 of 12 checks failed: containers: e2e-no-such-container does not exist" in table(run)
+    assert "1 of 14 checks failed: containers: e2e-no-such-container does not exist" in table(run)
