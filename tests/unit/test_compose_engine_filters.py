@@ -422,6 +422,7 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
                 "ports": {"redis_port": 6379},
                 "binds": {"redis_bind_address": "127.0.0.1"},
                 "images": ["redis:7", "shared:1"],
+                "limits": {"redis_memory_limit": "1536m"},
             },
             "prefect_worker_stack_claim": {
                 "ports": {},
@@ -439,6 +440,7 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
         "images": ["shared:1", "redis:7"],
         "trees": ["/srv/flows"],
         "reaches": {"prefect_worker_api_url": "http://h2:4200/api"},
+        "limits": {"redis_memory_limit": "1536m"},
         "listens": [{"variable": "redis_port", "port": 6379, "address": "127.0.0.1"}],
     }, "grafana's port binds to no address of its own claim, so the preflight has nothing to listen-check"
     assert checks.stack_port_problems(claims["ports"], "h1") == [
@@ -452,9 +454,12 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
         "images": [],
         "trees": [],
         "reaches": {},
+        "limits": {},
         "listens": [],
     }
-    with pytest.raises(ValueError, match="redis_stack_claim: ports, binds and reaches must be mappings"):
+    with pytest.raises(
+        ValueError, match="redis_stack_claim: ports, binds, reaches and limits must be mappings"
+    ):
         checks.stack_claims({"redis_stack_claim": {"ports": [6379], "images": []}})
     with pytest.raises(ValueError, match="redis_claim: a claim is a fact <role>_stack_claim"):
         checks.stack_claims({"redis_claim": {}})
@@ -505,3 +510,59 @@ def test_each_port_of_a_claim_is_listened_for_at_each_valid_address_of_the_same_
         {"variable": "redis_exporter_port", "port": 9121, "address": "10.0.0.5"},
         {"variable": "redis_port", "port": 6379, "address": "10.0.0.5"},
     ], "invalid ports and addresses are left to the claims check, which names them"
+
+
+def test_every_service_is_hardened_and_gets_back_only_what_its_spec_names() -> None:
+    assert engine.compose_hardening({"memory": "2g", "pids": "512"}) == (
+        'security_opt: ["no-new-privileges:true"]\ncap_drop: [ALL]\nmem_limit: "2g"\npids_limit: 512'
+    )
+    lines = engine.compose_hardening(
+        {
+            "memory": "1536m",
+            "pids": 256,
+            "read_only": True,
+            "tmpfs": ["/tmp:size=64m"],
+            "user": "999:999",
+            "cap_add": ["CHOWN"],
+        }
+    ).splitlines()
+    assert lines[4:] == [
+        'cap_add: ["CHOWN"]',
+        "read_only: true",
+        'tmpfs: ["/tmp:size=64m"]',
+        'user: "999:999"',
+    ]
+
+
+def test_container_limits_docker_refuses_or_no_service_runs_under_are_named() -> None:
+    problems = checks.stack_limit_problems
+    assert problems({"redis_memory_limit": "1536m", "redis_pids_limit": "256", "x_memory_limit": "6m"}) == []
+    assert problems(
+        {"redis_memory_limit": "1.5g", "prometheus_memory_limit": "5m", "redis_pids_limit": 8}
+    ) == [
+        "prometheus_memory_limit=5m is not a memory limit Docker takes: use a size such as 512m or 2g"
+        " (at least 6m; units k, m, g).",
+        "redis_memory_limit=1.5g is not a memory limit Docker takes: use a size such as 512m or 2g"
+        " (at least 6m; units k, m, g).",
+        "redis_pids_limit=8 is not a process limit the service can run under: use a whole number"
+        " of at least 32.",
+    ]
+    assert problems({"redis_pids_limit": "-1"})[0].startswith("redis_pids_limit=-1 is not a process limit")
+    assert problems({"redis_limit": "1g"}) == [
+        "redis_limit: a claimed limit is named *_memory_limit or *_pids_limit."
+    ]
+    assert checks.stack_memory_bytes("2G") == 2 * 1024**3
+    assert checks.stack_memory_bytes("512") is None
+
+
+def test_redis_reads_k_m_g_as_powers_of_1000_and_kb_mb_gb_as_powers_of_1024() -> None:
+    redis_config = load_source(ROLES / "redis" / "filter_plugins" / "redis_config.py")
+    size = redis_config.redis_memory_bytes
+    assert [size("1gb"), size("1g"), size("512MB"), size("100"), size("0")] == [
+        1024**3,
+        10**9,
+        512 * 1024**2,
+        100,
+        0,
+    ]
+    assert size("1.5gb") is None and size("1tb") is None

@@ -8,6 +8,7 @@ whose files changed, and the lists the engine's tasks loop over. Nothing here to
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -331,6 +332,31 @@ def compose_env_file_line(value: Any, name: str) -> str:
     return f'{name}="{text.translate(ENV_FILE_ESCAPES)}"'
 
 
+def compose_hardening(spec: Mapping[str, Any]) -> str:
+    """The hardening keys of one compose service, as YAML lines (the template indents them).
+
+    Every service gets no-new-privileges and drops every capability; `cap_add` gives back only what
+    its image needs, `memory` and `pids` bound what it can take from the host, `read_only` (with
+    `tmpfs` mounts for what the image writes outside its volumes) and `user` apply where the image
+    allows them.
+    """
+    lines = [
+        'security_opt: ["no-new-privileges:true"]',
+        "cap_drop: [ALL]",
+        f"mem_limit: {json.dumps(str(spec['memory']))}",
+        f"pids_limit: {int(spec['pids'])}",
+    ]
+    if spec.get("cap_add"):
+        lines.append(f"cap_add: {json.dumps([str(cap) for cap in spec['cap_add']])}")
+    if spec.get("read_only"):
+        lines.append("read_only: true")
+    if spec.get("tmpfs"):
+        lines.append(f"tmpfs: {json.dumps([str(mount) for mount in spec['tmpfs']])}")
+    if spec.get("user"):
+        lines.append(f"user: {json.dumps(str(spec['user']))}")
+    return "\n".join(lines)
+
+
 class FilterModule:
     """The compose engine's filters: sources, plan, what differs, services up, project containers."""
 
@@ -348,4 +374,5 @@ class FilterModule:
             "compose_engine_directory_args": compose_engine_directory_args,
             "compose_engine_file_args": compose_engine_file_args,
             "compose_env_file_line": compose_env_file_line,
+            "compose_hardening": compose_hardening,
         }

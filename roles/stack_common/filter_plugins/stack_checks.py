@@ -69,8 +69,9 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
 
     `claim_facts` maps each <role>_stack_claim fact to its value, {ports: {...}, images: [...]}
     and optionally binds: {...} (variable -> address), trees: [...], the directories the role
-    ships whose whole tree the host read lists, and reaches: {...} (variable -> URL the host must
-    reach). A role's ports bind to its bind addresses: `listens` pairs each valid port of a claim
+    ships whose whole tree the host read lists, reaches: {...} (variable -> URL the host must
+    reach) and limits: {...} (the memory and process limits of its containers, variable -> value).
+    A role's ports bind to its bind addresses: `listens` pairs each valid port of a claim
     with each valid address of the same claim, for the host preflight.
     """
     roles: list[str] = []
@@ -79,15 +80,17 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
     images: list[str] = []
     trees: list[str] = []
     reaches: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
     listens: list[dict[str, Any]] = []
     for fact, claim in sorted(claim_facts.items()):
         if not fact.endswith(CLAIM_SUFFIX) or not isinstance(claim, Mapping):
             raise ValueError(f"{fact}: a claim is a fact <role>_stack_claim holding ports and images.")
         if not all(
-            isinstance(claim.get(key, {}), Mapping) for key in ("ports", "binds", "reaches")
+            isinstance(claim.get(key, {}), Mapping) for key in ("ports", "binds", "reaches", "limits")
         ) or not isinstance(claim.get("images", []), list):
             raise ValueError(
-                f"{fact}: ports, binds and reaches must be mappings variable -> port, address or URL,"
+                f"{fact}: ports, binds, reaches and limits must be mappings variable -> port, address, URL"
+                " or limit,"
                 " images a list."
             )
         roles.append(fact[: -len(CLAIM_SUFFIX)])
@@ -96,6 +99,7 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
         images.extend(str(image) for image in claim.get("images", []) if str(image) not in images)
         trees.extend(str(tree) for tree in claim.get("trees", []) if str(tree) not in trees)
         reaches.update(claim.get("reaches", {}))
+        limits.update(claim.get("limits", {}))
         listens += _listens(claim)
     return {
         "roles": roles,
@@ -104,6 +108,7 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
         "images": images,
         "trees": trees,
         "reaches": reaches,
+        "limits": limits,
         "listens": listens,
     }
 
@@ -192,6 +197,41 @@ def stack_env_problems(env: Any, name: str) -> list[str]:
     return problems
 
 
+MEMORY_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+# dockerd refuses a memory limit under 6 MiB; a process cap this low breaks any of the images.
+MIN_MEMORY_BYTES = 6 * 1024**2
+MIN_PIDS = 32
+
+
+def stack_memory_bytes(value: Any) -> int | None:
+    """Bytes of a Compose memory size such as 512m or 2g; None when it is not one."""
+    match = re.fullmatch(r"([0-9]+)([kmg])", str(value).strip().lower())
+    return int(match.group(1)) * MEMORY_UNITS[match.group(2)] if match else None
+
+
+def stack_limit_problems(limits: Mapping[str, Any]) -> list[str]:
+    """One message per container limit (variable -> value) that Docker would refuse or that
+    leaves the service no room: *_memory_limit a size of at least 6m, *_pids_limit at least 32."""
+    problems = []
+    for name, value in sorted(limits.items()):
+        if name.endswith("_memory_limit"):
+            size = stack_memory_bytes(value)
+            if size is None or size < MIN_MEMORY_BYTES:
+                problems.append(
+                    f"{name}={value!s} is not a memory limit Docker takes: use a size such as 512m"
+                    " or 2g (at least 6m; units k, m, g)."
+                )
+        elif name.endswith("_pids_limit"):
+            if not re.fullmatch(r"[0-9]+", str(value).strip()) or int(str(value)) < MIN_PIDS:
+                problems.append(
+                    f"{name}={value!s} is not a process limit the service can run under: use a whole"
+                    f" number of at least {MIN_PIDS}."
+                )
+        else:
+            problems.append(f"{name}: a claimed limit is named *_memory_limit or *_pids_limit.")
+    return problems
+
+
 class FilterModule:
     """The stack's shared checks: claims, port, bind-address and secret problems, the local address."""
 
@@ -203,4 +243,6 @@ class FilterModule:
             "stack_bind_problems": stack_bind_problems,
             "stack_secret_problem": stack_secret_problem,
             "stack_env_problems": stack_env_problems,
+            "stack_limit_problems": stack_limit_problems,
+            "stack_memory_bytes": stack_memory_bytes,
         }
