@@ -254,6 +254,24 @@ def test_no_container_shows_a_secret_to_docker_inspect(stack: Run) -> None:
         assert "PREFECT_PROFILES_PATH=/etc/prefect-stack/profiles.toml" in inspect(container)["Config"]["Env"]
 
 
+# Containers whose image allows a read-only root filesystem (the worker runs the operator's flows).
+READ_ONLY_CONTAINERS = {"prefect_server", "redis", "redis_exporter", "prometheus", "alertmanager"}
+
+
+def test_every_container_is_hardened_limited_and_read_only_where_its_image_allows(stack: Run) -> None:
+    for container in ALL_CONTAINERS:
+        host = inspect(container)["HostConfig"]
+        assert "no-new-privileges:true" in (host["SecurityOpt"] or []), (container, host["SecurityOpt"])
+        assert host["CapDrop"] == ["ALL"] and not host["CapAdd"], (container, host["CapDrop"], host["CapAdd"])
+        assert host["Memory"] > 0 and host["PidsLimit"] and host["PidsLimit"] > 0, container
+        assert host["ReadonlyRootfs"] is (container in READ_ONLY_CONTAINERS), container
+    assert inspect("redis")["HostConfig"]["Memory"] == 1536 * 1024**2
+    assert inspect("redis")["Config"]["User"] == "999:999"
+    # The kernel, not only the engine, enforces them: a write to the root filesystem fails.
+    written = docker("exec", "prefect_server", "touch", "/probe", check=False)
+    assert written.returncode != 0 and "Read-only file system" in written.stderr, written
+
+
 def test_a_worker_is_online_in_the_default_pool(stack: Run) -> None:
     def online() -> bool:
         status, workers = api("/work_pools/default/workers/filter", {})
@@ -393,6 +411,9 @@ BAD_INPUTS = [
     ),
     pytest.param({"redis_port": 4200}, "redis_port", id="duplicate-ports"),
     pytest.param({"redis_maxmemory": "lots"}, "redis_maxmemory", id="bad-redis-maxmemory"),
+    pytest.param({"redis_memory_limit": "lots"}, "redis_memory_limit", id="bad-memory-limit"),
+    pytest.param({"redis_memory_limit": "1g"}, "redis_memory_limit", id="memory-limit-under-maxmemory"),
+    pytest.param({"prometheus_pids_limit": 4}, "prometheus_pids_limit", id="pids-limit-too-low"),
     pytest.param(
         {"prefect_worker_pool_concurrency_limit": 0}, "prefect_worker_pool_concurrency_limit", id="zero-pool"
     ),
