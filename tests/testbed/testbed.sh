@@ -69,7 +69,8 @@ ensure_apt_packages() {
 docker_answers() { docker info >/dev/null 2>&1; }
 
 write_daemon_json() {
-  # Merge: keep every existing key, add our mirror and json-file log rotation.
+  # Merge: keep every existing key, add our mirror, json-file log rotation and live-restore (the
+  # docker role's base options, so a deploy finds them in place and restarts nothing).
   local python="$VENV/bin/python"
   [[ -x $python ]] || python="$(command -v python3 || true)"
   [[ -n $python ]] || die "no Python to merge /etc/docker/daemon.json (expected $VENV/bin/python)."
@@ -89,6 +90,7 @@ if cfg["log-driver"] == "json-file":
     opts = cfg.setdefault("log-opts", {})
     opts.setdefault("max-size", "10m")
     opts.setdefault("max-file", "3")
+cfg.setdefault("live-restore", True)
 with open(path + ".tmp", "w", encoding="utf-8") as fh:
     json.dump(cfg, fh, indent=2)
     fh.write("\n")

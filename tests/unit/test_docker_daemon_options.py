@@ -72,3 +72,38 @@ def test_the_variable_name_in_messages_is_the_one_given() -> None:
 
 def test_a_non_dict_is_refused() -> None:
     assert "must be a dict" in errors_of(["log-driver"])[0]
+
+
+daemon = load_source(PLUGIN)
+
+
+def test_keys_of_the_existing_file_stay_under_the_asked_ones_unless_removed() -> None:
+    existing = {
+        "data-root": "/srv/docker",
+        "max-concurrent-uploads": 3,
+        "log-driver": "journald",
+        "debug": True,
+    }
+    asked = {"log-driver": "json-file", "live-restore": True}
+    assert daemon.docker_daemon_merged(existing, asked, ["debug"]) == {
+        "data-root": "/srv/docker",
+        "max-concurrent-uploads": 3,
+        "log-driver": "json-file",
+        "live-restore": True,
+    }
+    assert daemon.docker_daemon_merged(None, asked) == asked
+
+
+def test_a_new_data_root_or_storage_driver_is_named_only_on_an_engine_that_holds_data() -> None:
+    changes = daemon.docker_daemon_storage_changes
+    existing = {"data-root": "/srv/docker"}
+    assert changes(existing, {"data-root": "/srv/docker", "debug": True}, True) == []
+    assert changes(existing, {"data-root": "/mnt/new"}, False) == []
+    assert changes(existing, {"storage-driver": "vfs", "data-root": "/mnt/new"}, True) == [
+        "daemon.json would change data-root from '/srv/docker' to '/mnt/new': the engine would no longer"
+        " see its images, containers and volumes. Move the data yourself, then set"
+        " docker_daemon_storage_change_allowed: true.",
+        "daemon.json would change storage-driver from '(the engine default)' to 'vfs': the engine would no"
+        " longer see its images, containers and volumes. Move the data yourself, then set"
+        " docker_daemon_storage_change_allowed: true.",
+    ]

@@ -224,9 +224,45 @@ def docker_daemon_option_errors(
     return _key_errors(options, varname, extra) + _value_errors(options, varname)
 
 
+# Keys whose change makes the engine lose sight of every image, container and volume it has.
+STORAGE_KEYS = ("data-root", "storage-driver")
+
+
+def docker_daemon_merged(
+    existing: Mapping[str, Any] | None, asked: Mapping[str, Any], remove: list[str] | None = None
+) -> dict[str, Any]:
+    """daemon.json as the role writes it: the file's own keys, minus `remove`, under the asked ones.
+
+    A key the role does not manage (set by hand or by another tool) stays as the file has it.
+    """
+    kept = {key: value for key, value in (existing or {}).items() if key not in set(remove or [])}
+    return {**kept, **asked}
+
+
+def docker_daemon_storage_changes(
+    existing: Mapping[str, Any] | None, wanted: Mapping[str, Any], engine_installed: bool
+) -> list[str]:
+    """One message per storage key (data-root, storage-driver) the new daemon.json would change on
+    an engine that already holds data: its images, containers and volumes would seem gone."""
+    if not engine_installed:
+        return []
+    before = existing or {}
+    return [
+        f"daemon.json would change {key} from {before.get(key, '(the engine default)')!r} to "
+        f"{wanted.get(key, '(the engine default)')!r}: the engine would no longer see its images, "
+        "containers and volumes. Move the data yourself, then set docker_daemon_storage_change_allowed: true."
+        for key in STORAGE_KEYS
+        if before.get(key) != wanted.get(key)
+    ]
+
+
 class FilterModule:
     """Filters of the docker role."""
 
     def filters(self) -> dict[str, Any]:
         """Map filter names to functions."""
-        return {"docker_daemon_option_errors": docker_daemon_option_errors}
+        return {
+            "docker_daemon_option_errors": docker_daemon_option_errors,
+            "docker_daemon_merged": docker_daemon_merged,
+            "docker_daemon_storage_changes": docker_daemon_storage_changes,
+        }
