@@ -18,6 +18,7 @@ class Endpoints:
     alertmanager: str
     redis_port: int
     redis_password: str
+    redis_user: str = ""  # an ACL user; "" = the default user (requirepass)
     work_pool: str = "default"
     api_auth: str = ""  # "user:password" for a server behind basic auth
 
@@ -50,9 +51,9 @@ def http_json(
     return json.loads(raw) if raw.strip() else None
 
 
-def redis_ping(port: int, password: str, timeout: float = 3) -> bool:
+def redis_ping(port: int, password: str, timeout: float = 3, user: str = "") -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+        sock.sendall(f"AUTH {user + ' ' if user else ''}{password}\r\nPING\r\n".encode())
         answer = b""
         while b"PONG" not in answer and len(answer) < 512:
             chunk = sock.recv(512)
@@ -95,7 +96,7 @@ def failing_checks(ep: Endpoints) -> list[str]:
         "prometheus": lambda: targets_up(ep),
         "redis_up": lambda: redis_up_metric(ep),
         "alertmanager": lambda: answers_200(f"{ep.alertmanager}/-/ready"),
-        "redis": lambda: redis_ping(ep.redis_port, ep.redis_password),
+        "redis": lambda: redis_ping(ep.redis_port, ep.redis_password, user=ep.redis_user),
     }
     failing = []
     for name, check in checks.items():

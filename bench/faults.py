@@ -17,12 +17,12 @@ from typing import Any
 from bench.common import BenchError, log, run_checked, run_timed
 from bench.playbooks import PlaybookResult
 
-# Passed to `sh -c` inside the redis container: Redis answers again, but no longer to the
-# password its healthcheck (and every client) sends, so Docker reports it unhealthy after the
-# healthcheck's retries. The changed password lives in memory only: a restart reads redis.conf.
+# Passed to `sh -c` inside the redis container: Redis answers again, but no longer to the admin
+# user's password its healthcheck (and validate.yml) sends, so Docker reports it unhealthy after
+# the healthcheck's retries. The changed password lives in memory only: a restart reads redis.conf.
 REDIS_WRONG_PASSWORD = (
     'REDISCLI_AUTH="$(cat /usr/local/etc/redis/cli-password)" '
-    'redis-cli -p 6379 CONFIG SET requirepass "bench-fault-$(date +%s%N)"'
+    'redis-cli --user admin -p 6379 ACL SETUSER admin resetpass ">bench-fault-$(date +%s%N)"'
 )
 # How long Docker may take to report a fault's state: a stopped container is exited when
 # `docker stop` returns; unhealthy takes the healthcheck's retries (redis: 5 x 5 s).
@@ -80,7 +80,7 @@ FAULTS = (
     ),
     Fault(
         "redis_unhealthy",
-        "redis unhealthy (requirepass changed)",
+        "redis unhealthy (admin password changed)",
         "redis",
         ("docker", "exec", "redis", "sh", "-c", REDIS_WRONG_PASSWORD),
         "unhealthy",

@@ -164,6 +164,11 @@ options:
       - Port of Redis.
     type: int
     default: 6379
+  redis_user:
+    description:
+      - ACL user sent with AUTH before PING (C(AUTH user password)). Without it, AUTH sends only
+        the password, as the default user of a Redis without ACL users.
+    type: str
   redis_password:
     description:
       - Password sent with AUTH before PING.
@@ -219,6 +224,7 @@ EXAMPLES = r"""
     alertmanager_url: http://127.0.0.1:9093
     alertmanager_receivers: [slack-critical]
     redis_host: 127.0.0.1
+    redis_user: admin
     redis_password: "{{ redis_password }}"
     containers: [prefect_server, prefect_worker, redis]
     timeout: 120
@@ -337,6 +343,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "grafana_url": {"type": "str"},
     "redis_host": {"type": "str"},
     "redis_port": {"type": "int", "default": 6379},
+    "redis_user": {"type": "str"},
     "redis_password": {"type": "str", "no_log": True},
     "containers": {"type": "list", "elements": "str", "default": []},
     "docker_socket": {"type": "path", "default": "/var/run/docker.sock"},

@@ -533,15 +533,19 @@ def check_grafana(ctx: CheckContext) -> str:
 def check_redis(ctx: CheckContext) -> str:
     host, port = ctx.params["redis_host"], int(ctx.params["redis_port"])
     password = ctx.params.get("redis_password")
-    where = f"redis://{host}:{port}"
+    user = ctx.params.get("redis_user")
+    where = f"redis://{user + '@' if user else ''}{host}:{port}"
     try:
         with socket.create_connection((host, port), timeout=ctx.api.timeout) as sock:
             stream = sock.makefile("rb")
             if password:
-                sock.sendall(resp_encode("AUTH", password))
+                sock.sendall(resp_encode("AUTH", *([user] if user else []), password))
                 kind, value = resp_read(stream)
                 if kind != "+":
-                    raise CheckFailed(f"{where} refused AUTH ({value.split(' ')[0]}): check redis_password")
+                    raise CheckFailed(
+                        f"{where} refused AUTH ({value.split(' ')[0]}): check redis_password"
+                        + (f" of the ACL user {user}" if user else "")
+                    )
             sock.sendall(resp_encode("PING"))
             kind, value = resp_read(stream)
     except ConnectionRefusedError:

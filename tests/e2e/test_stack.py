@@ -45,7 +45,12 @@ HEALTHCHECKED = ["redis", "prefect_server", "prometheus", "alertmanager", "prefe
 UNCHECKED = ["redis_exporter"]
 ALL_CONTAINERS = HEALTHCHECKED + UNCHECKED
 VOLUMES = ["prefect_server_data", "redis_data"]
-SECRET_NAMES = ["redis_password", "prefect_server_auth_password"]
+SECRET_NAMES = [
+    "redis_password",
+    "redis_exporter_password",
+    "redis_app_password",
+    "prefect_server_auth_password",
+]
 # A full converge takes about 3 minutes on a loaded 2-core machine; a first deploy longer.
 PLAYBOOK_TIMEOUT_S = 1500
 
@@ -156,14 +161,18 @@ def api(
         return error.code, None
 
 
-def redis_cli(*command: str, password: str | None) -> subprocess.CompletedProcess[str]:
-    """redis-cli from ANOTHER container on the stack network, authenticated through REDISCLI_AUTH."""
+def redis_cli(
+    *command: str, password: str | None, user: str | None = "admin"
+) -> subprocess.CompletedProcess[str]:
+    """redis-cli from ANOTHER container on the stack network as an ACL user (the admin unless
+    named; None: no user name, i.e. Redis' default user), authenticated through REDISCLI_AUTH."""
     args = ["run", "--rm", "--network", NETWORK]
     env = {}
     if password is not None:
         args += ["-e", "REDISCLI_AUTH"]
         env["REDISCLI_AUTH"] = password
-    return docker(*args, REDIS_IMAGE, "redis-cli", "-h", "redis", *command, check=False, env=env)
+    as_user = ["--user", user] if user and password is not None else []
+    return docker(*args, REDIS_IMAGE, "redis-cli", "-h", "redis", *as_user, *command, check=False, env=env)
 
 
 def wait_for(predicate, timeout: float, interval: float = 2.0) -> bool:
@@ -304,8 +313,42 @@ def test_redis_answers_with_the_password_from_another_container_and_refuses_with
     assert "NOAUTH" in without.stdout + without.stderr
     wrong = redis_cli("ping", password="not-the-password")
     assert "PONG" not in wrong.stdout
+    # The default user is off: the admin's password without its user name opens nothing.
+    as_default = redis_cli("ping", password=secret("redis_password"), user=None)
+    assert "PONG" not in as_default.stdout, as_default
     assert secret("redis_password") not in json.dumps(inspect("redis")), "password visible in docker inspect"
     assert secret("redis_password") not in json.dumps(inspect("redis_exporter"))
+
+
+def test_each_redis_user_can_do_only_what_its_job_needs(stack: Run) -> None:
+    def as_user(user: str, *command: str) -> str:
+        answer = redis_cli(*command, password=secret(f"redis_{user}_password"), user=user)
+        return (answer.stdout + answer.stderr).strip()
+
+    assert as_user("exporter", "info", "server").startswith("# Server")
+    assert as_user("exporter", "config", "get", "maxmemory").split() == ["maxmemory", str(1024**3)]
+    for command in (
+        ["flushall"],
+        ["config", "set", "maxmemory", "1"],
+        ["set", "e2e:exporter", "x"],
+        ["get", "x"],
+    ):
+        assert "NOPERM" in as_user("exporter", *command), command
+    assert as_user("app", "set", "e2e:app", "written") == "OK"
+    assert as_user("app", "get", "e2e:app") == "written"
+    for command in (
+        ["config", "get", "maxmemory"],
+        ["flushall"],
+        ["shutdown"],
+        ["eval", "return 1", "0"],
+    ):
+        assert "NOPERM" in as_user("app", *command), command
+    assert as_user("app", "del", "e2e:app") == "1"
+    # The exporter, as its own user, still reads everything Prometheus alerts on.
+    metrics = docker("exec", "prometheus", "wget", "-qO-", "http://redis-exporter:9121/metrics").stdout
+    assert re.search(r"^redis_up 1$", metrics, re.M) and re.search(
+        r"^redis_memory_max_bytes \d+", metrics, re.M
+    )
 
 
 def test_second_run_changes_nothing_restarts_nothing_and_logs_no_secret(stack: Run) -> None:
@@ -409,6 +452,15 @@ BAD_INPUTS = [
         "prefect_server_cors_allowed_origins",
         id="cors-origin-with-a-path",
     ),
+    pytest.param(
+        {
+            "redis_password": "Zq8vL2mXp4Rt7wYeZq8vL2mXp4Rt7wYe",
+            "redis_app_password": "Zq8vL2mXp4Rt7wYeZq8vL2mXp4Rt7wYe",
+        },
+        "redis_app_password",
+        id="redis-users-share-a-secret",
+    ),
+    pytest.param({"redis_app_user": "default"}, "redis_app_user", id="redis-user-named-default"),
     pytest.param({"redis_port": 4200}, "redis_port", id="duplicate-ports"),
     pytest.param({"redis_maxmemory": "lots"}, "redis_maxmemory", id="bad-redis-maxmemory"),
     pytest.param({"redis_memory_limit": "lots"}, "redis_memory_limit", id="bad-memory-limit"),

@@ -566,3 +566,15 @@ def test_redis_reads_k_m_g_as_powers_of_1000_and_kb_mb_gb_as_powers_of_1024() ->
         0,
     ]
     assert size("1.5gb") is None and size("1tb") is None
+
+
+def test_each_secret_of_a_set_must_be_strong_and_its_own() -> None:
+    problems = checks.stack_secret_problems
+    strong = "Zq8vL2mXp4Rt7wYe"
+    assert problems({"redis_password": strong, "redis_app_password": strong + "x"}) == []
+    found = problems({"redis_password": strong, "redis_app_password": strong, "redis_exporter_password": ""})
+    assert found == [
+        "redis_exporter_password is empty or undefined.",
+        "redis_app_password and redis_password hold the same value: give each its own secret.",
+    ]
+    assert all(strong not in problem for problem in found)

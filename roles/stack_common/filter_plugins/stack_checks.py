@@ -179,6 +179,26 @@ def stack_secret_problem(value: Any, name: str, min_length: Any = 16) -> str:
     return ""
 
 
+def stack_secret_problems(secrets: Mapping[str, Any], min_length: Any = 16) -> list[str]:
+    """The problem of each secret (variable -> value), and one more when two of them are equal:
+    each user or service gets a secret of its own. No message quotes a value."""
+    problems = [
+        problem
+        for name, value in sorted(secrets.items())
+        if (problem := stack_secret_problem(value, name, min_length))
+    ]
+    names_by_value: dict[str, list[str]] = {}
+    for name, value in sorted(secrets.items()):
+        if value:
+            names_by_value.setdefault(str(value), []).append(name)
+    problems += [
+        f"{' and '.join(names)} hold the same value: give each its own secret."
+        for names in names_by_value.values()
+        if len(names) > 1
+    ]
+    return problems
+
+
 def stack_env_problems(env: Any, name: str) -> list[str]:
     """One message per entry of an extra-environment variable that no env_file can carry."""
     if not isinstance(env, Mapping):
@@ -242,6 +262,7 @@ class FilterModule:
             "stack_local_address": stack_local_address,
             "stack_bind_problems": stack_bind_problems,
             "stack_secret_problem": stack_secret_problem,
+            "stack_secret_problems": stack_secret_problems,
             "stack_env_problems": stack_env_problems,
             "stack_limit_problems": stack_limit_problems,
             "stack_memory_bytes": stack_memory_bytes,

@@ -26,6 +26,8 @@ def stack_vars(server: PrefectServer, mon: Monitoring, grafana_url: str, **extra
         "prefect_server_auth_password": AUTH_PASSWORD,
         "redis_port": mon.redis_port,
         "redis_password": REDIS_PASSWORD,
+        "redis_exporter_password": "integration-exporter-secret",
+        "redis_app_password": "integration-app-secret-pw",
         "prometheus_port": mon.prometheus_port,
         "alertmanager_port": mon.alertmanager_port,
         "grafana_enabled": True,

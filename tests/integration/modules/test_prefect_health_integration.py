@@ -269,6 +269,32 @@ def test_wrong_redis_password_names_the_variable(
     assert "requires a password: set redis_password" in no_password["checks"]["redis"]["detail"]
 
 
+def test_an_acl_user_authenticates_by_name_and_a_refusal_names_the_user(
+    monitoring: Monitoring, prefect_server: PrefectServer
+) -> None:
+    def redis_as(user: str) -> dict:
+        return health(
+            {
+                "api_url": prefect_server.api_url,
+                "checks": ["redis"],
+                "redis_host": "127.0.0.1",
+                "redis_port": monitoring.redis_port,
+                "redis_user": user,
+                "redis_password": REDIS_PASSWORD,
+            }
+        )["checks"]["redis"]
+
+    admin = redis_as("admin")
+    assert admin["ok"] is True
+    assert admin["detail"] == f"redis://admin@127.0.0.1:{monitoring.redis_port} answered PONG after AUTH"
+    refused = redis_as("nobody")
+    assert refused["ok"] is False
+    assert refused["detail"] == (
+        f"redis://nobody@127.0.0.1:{monitoring.redis_port} refused AUTH (WRONGPASS):"
+        " check redis_password of the ACL user nobody"
+    )
+
+
 def test_grafana_database_failing_fails_grafana(
     fake_grafana: tuple[str, Any], prefect_server: PrefectServer
 ) -> None:

@@ -1,0 +1,1 @@
+../../../roles/compose_engine/filter_plugins/compose_engine.py
