@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from bench.common import REPO, BenchError, log, role_default, run_checked, run_timed
+from bench.common import REPO, BenchError, deployed_value, log, role_default, run_checked, run_timed
 from bench.endpoints import Endpoints, wait_healthy
 
 COMPOSE_DIR = REPO / "bench" / "baseline"
@@ -13,13 +13,13 @@ PROJECT = "prefect-stack-bench-baseline"
 
 
 def compose_env(redis_password: str) -> dict[str, str]:
-    """The ${...} values of bench/baseline/compose.yml: the roles' pinned images and default ports."""
+    """The ${...} values of bench/baseline/compose.yml: the images the bench deploys use, the ports."""
     return {
-        "PREFECT_IMAGE": role_default("prefect_server", "prefect_server_image"),
-        "REDIS_IMAGE": role_default("redis", "redis_image"),
-        "REDIS_EXPORTER_IMAGE": role_default("redis", "redis_exporter_image"),
-        "PROMETHEUS_IMAGE": role_default("prometheus", "prometheus_image"),
-        "ALERTMANAGER_IMAGE": role_default("alertmanager", "alertmanager_image"),
+        "PREFECT_IMAGE": deployed_value("prefect_server", "prefect_server_image"),
+        "REDIS_IMAGE": deployed_value("redis", "redis_image"),
+        "REDIS_EXPORTER_IMAGE": deployed_value("redis", "redis_exporter_image"),
+        "PROMETHEUS_IMAGE": deployed_value("prometheus", "prometheus_image"),
+        "ALERTMANAGER_IMAGE": deployed_value("alertmanager", "alertmanager_image"),
         "PREFECT_PORT": role_default("prefect_server", "prefect_server_port"),
         "REDIS_PORT": role_default("redis", "redis_port"),
         "REDIS_EXPORTER_PORT": role_default("redis", "redis_exporter_port"),

@@ -65,3 +65,12 @@ def role_default(role: str, name: str) -> str:
         if line.startswith(f"{name}:"):
             return line.split(":", 1)[1].split("#", 1)[0].strip().strip("\"'")
     raise BenchError(f"{name} is not a default of role {role}")
+
+
+def deployed_value(role: str, name: str) -> str:
+    """What the bench's deploys use for a role variable: the offline profile's value when it sets
+    one (a stand-in image whose tag differs from the production pin), else the role's default."""
+    import yaml  # the venv's PyYAML; imported here so the rest of the bench needs only the stdlib
+
+    offline = yaml.safe_load(OFFLINE_VARS.read_text()) or {}
+    return str(offline[name]) if name in offline else role_default(role, name)
