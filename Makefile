@@ -25,7 +25,7 @@ bootstrap: ## Create .venv (Python >= 3.12) with the pinned controller and test 
 testbed: bootstrap ## Offline test bed: Docker engine, Compose v2, stand-in images, local registry.
 	@bash tests/testbed/testbed.sh
 
-test-packages: ## Debian packages the integration tier runs for real (redis-server, promtool, amtool, ...).
+test-packages: ## Debian packages the tests run for real (redis-server, promtool, amtool, chromium, ...).
 	@bash scripts/install-test-packages.sh
 
 deploy: bootstrap ## Deploy the whole stack on this machine (falls back to the test bed when offline).
@@ -54,7 +54,7 @@ test-integration: bootstrap test-packages ## Integration tier: real local proces
 	@mkdir -p $(RESULTS)
 	$(PYTEST) -m integration
 
-test-e2e: testbed ## End-to-end tier: the stack on the real Docker engine through the test bed registry.
+test-e2e: testbed test-packages ## End-to-end tier: the stack on the real Docker engine through the test bed registry.
 	@mkdir -p $(RESULTS)
 	$(PYTEST) -m e2e
 
