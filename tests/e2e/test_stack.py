@@ -599,6 +599,8 @@ def checks_on_two_hosts(tmp_path: Path, server_address: str, **extra: object) ->
     )
     variables = {
         "redis_password": uuid.uuid4().hex,
+        "redis_exporter_password": uuid.uuid4().hex,
+        "redis_app_password": uuid.uuid4().hex,
         "prefect_server_auth_password": uuid.uuid4().hex,
         "grafana_enabled": False,
         **extra,
