@@ -335,8 +335,8 @@ def compose_env_file_line(value: Any, name: str) -> str:
 def compose_hardening(spec: Mapping[str, Any]) -> str:
     """The hardening keys of one compose service, as YAML lines (the template indents them).
 
-    Every service gets no-new-privileges and drops every capability; `cap_add` gives back only what
-    its image needs, `memory` and `pids` bound what it can take from the host, `read_only` (with
+    Every service gets no-new-privileges and drops every capability (none of the stack's images
+    needs one back), `memory` and `pids` bound what it can take from the host, `read_only` (with
     `tmpfs` mounts for what the image writes outside its volumes) and `user` apply where the image
     allows them.
     """
@@ -346,8 +346,6 @@ def compose_hardening(spec: Mapping[str, Any]) -> str:
         f"mem_limit: {json.dumps(str(spec['memory']))}",
         f"pids_limit: {int(spec['pids'])}",
     ]
-    if spec.get("cap_add"):
-        lines.append(f"cap_add: {json.dumps([str(cap) for cap in spec['cap_add']])}")
     if spec.get("read_only"):
         lines.append("read_only: true")
     if spec.get("tmpfs"):
