@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 OFFLINE_VARS = REPO / "tests" / "testbed" / "offline-vars.yml"
@@ -70,7 +72,5 @@ def role_default(role: str, name: str) -> str:
 def deployed_value(role: str, name: str) -> str:
     """What the bench's deploys use for a role variable: the offline profile's value when it sets
     one (a stand-in image whose tag differs from the production pin), else the role's default."""
-    import yaml  # the venv's PyYAML; imported here so the rest of the bench needs only the stdlib
-
     offline = yaml.safe_load(OFFLINE_VARS.read_text()) or {}
     return str(offline[name]) if name in offline else role_default(role, name)
