@@ -90,7 +90,11 @@ class CheckContext:
     def other_service(self, url: str, method: str = "GET") -> Any:
         """A request to a non-Prefect HTTP service (no credentials, same timeout and TLS policy)."""
         return http_request(
-            url, method=method, timeout=self.api.timeout, validate_certs=self.api.validate_certs
+            url,
+            method=method,
+            timeout=self.api.timeout,
+            validate_certs=self.api.validate_certs,
+            ca_path=self.api.ca_path,
         )
 
 

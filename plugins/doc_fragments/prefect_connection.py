@@ -35,6 +35,11 @@ options:
       - Whether to verify TLS certificates of HTTPS URLs.
     type: bool
     default: true
+  ca_path:
+    description:
+      - PEM file of the CA certificates that verify an HTTPS O(api_url), instead of the system's
+        trust store (for example the local CA of the stack's TLS entry).
+    type: path
   request_timeout:
     description:
       - Seconds to wait for any single answer (an HTTP request, or a Redis reply for C(prefect_health)).

@@ -33,6 +33,7 @@ IMAGES=(
   "redis_exporter|oliver006/redis_exporter:v1.45.0|REDIS_EXPORTER_VERSION=1.45.0"
   "prometheus|prom/prometheus:v2.42.0|PROMETHEUS_VERSION=2.42.0"
   "alertmanager|prom/alertmanager:v0.25.0|ALERTMANAGER_VERSION=0.25.0"
+  "haproxy|haproxy:2.6.12|HAPROXY_VERSION=2.6.12"
   "debian-systemd|prefect-stack-testbed/debian-systemd:bookworm|"
 )
 

@@ -349,6 +349,34 @@ def test_every_bad_bind_address_is_named_by_its_variable() -> None:
     assert checks.stack_bind_problems({"stack_bind_address": "127.0.0.1"}) == []
 
 
+def test_plain_text_binds_stay_on_loopback_or_the_internal_address_unless_allowed() -> None:
+    claims = checks.stack_claims(
+        {
+            "haproxy_stack_claim": {
+                "tls": True,
+                "ports": {"haproxy_port": 443},
+                "binds": {"haproxy_bind_address": "0.0.0.0"},
+            },
+            "redis_stack_claim": {"ports": {"redis_port": 6379}, "binds": {"redis_bind_address": "10.0.0.5"}},
+            "prefect_server_stack_claim": {"ports": {}, "binds": {"prefect_server_bind_address": "0.0.0.0"}},
+            "grafana_stack_claim": {"ports": {}, "binds": {"grafana_bind_address": "127.0.0.2"}},
+        }
+    )
+    assert "haproxy_bind_address" not in claims["plaintext_binds"], "a TLS claim carries no plain text"
+    problems = checks.stack_plaintext_problems(claims["plaintext_binds"], "10.0.0.5")
+    assert [problem.split(" ", 1)[0] for problem in problems] == ["prefect_server_bind_address=0.0.0.0"]
+    assert "stack_allow_plaintext: true" in problems[0] and "stack_internal_bind_address" in problems[0]
+    # The internal address is a network the inventory declares private, but never the wildcard.
+    assert [
+        p.split(" ", 1)[0]
+        for p in checks.stack_plaintext_problems({"redis_bind_address": "0.0.0.0"}, "0.0.0.0")
+    ] == ["redis_bind_address=0.0.0.0"]
+    assert checks.stack_plaintext_problems(claims["plaintext_binds"], "127.0.0.1", True) == []
+    assert checks.stack_plaintext_problems({"x_bind_address": "not-an-ip"}, "127.0.0.1") == [], (
+        "stack_bind_problems names a malformed address"
+    )
+
+
 def test_a_project_is_applied_when_a_path_differs_a_service_is_down_or_this_run_applied_it() -> None:
     wanted = plan()
     as_wanted = {
@@ -442,6 +470,7 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
         "reaches": {"prefect_worker_api_url": "http://h2:4200/api"},
         "limits": {"redis_memory_limit": "1536m"},
         "listens": [{"variable": "redis_port", "port": 6379, "address": "127.0.0.1"}],
+        "plaintext_binds": {"redis_bind_address": "127.0.0.1"},
     }, "grafana's port binds to no address of its own claim, so the preflight has nothing to listen-check"
     assert checks.stack_port_problems(claims["ports"], "h1") == [
         "Port clash on h1: grafana_port and redis_port share port 6379."
@@ -456,6 +485,7 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
         "reaches": {},
         "limits": {},
         "listens": [],
+        "plaintext_binds": {},
     }
     with pytest.raises(
         ValueError, match="redis_stack_claim: ports, binds, reaches and limits must be mappings"

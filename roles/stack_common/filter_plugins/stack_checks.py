@@ -72,7 +72,8 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
     ships whose whole tree the host read lists, reaches: {...} (variable -> URL the host must
     reach) and limits: {...} (the memory and process limits of its containers, variable -> value).
     A role's ports bind to its bind addresses: `listens` pairs each valid port of a claim
-    with each valid address of the same claim, for the host preflight.
+    with each valid address of the same claim, for the host preflight. A claim with tls: true
+    serves its ports over TLS only; the binds of every other claim are `plaintext_binds`.
     """
     roles: list[str] = []
     ports: dict[str, Any] = {}
@@ -82,6 +83,7 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
     reaches: dict[str, Any] = {}
     limits: dict[str, Any] = {}
     listens: list[dict[str, Any]] = []
+    plaintext_binds: dict[str, Any] = {}
     for fact, claim in sorted(claim_facts.items()):
         if not fact.endswith(CLAIM_SUFFIX) or not isinstance(claim, Mapping):
             raise ValueError(f"{fact}: a claim is a fact <role>_stack_claim holding ports and images.")
@@ -96,6 +98,8 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
         roles.append(fact[: -len(CLAIM_SUFFIX)])
         ports.update(claim.get("ports", {}))
         binds.update(claim.get("binds", {}))
+        if not claim.get("tls", False):
+            plaintext_binds.update(claim.get("binds", {}))
         images.extend(str(image) for image in claim.get("images", []) if str(image) not in images)
         trees.extend(str(tree) for tree in claim.get("trees", []) if str(tree) not in trees)
         reaches.update(claim.get("reaches", {}))
@@ -110,6 +114,7 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
         "reaches": reaches,
         "limits": limits,
         "listens": listens,
+        "plaintext_binds": plaintext_binds,
     }
 
 
@@ -148,6 +153,37 @@ def stack_bind_problems(binds: Mapping[str, Any]) -> list[str]:
     """One message per bind-address variable (variable -> address) whose value is not IPv4."""
     problems = [stack_bind_address_problem(value, name) for name, value in sorted(binds.items())]
     return [problem for problem in problems if problem]
+
+
+def stack_plaintext_problems(
+    binds: Mapping[str, Any], internal_address: Any, allowed: Any = False
+) -> list[str]:
+    """One message per plain-text bind (variable -> address) that reaches beyond the host.
+
+    Loopback stays on the host; `internal_address` (stack_internal_bind_address) is the network the
+    inventory declares private, unless it is the wildcard. Anything else carries passwords and data
+    in clear text, so it needs `allowed` (stack_allow_plaintext) to be true.
+    """
+    if str(allowed).strip().lower() in {"true", "yes", "1", "on"}:
+        return []
+    internal = str(internal_address).strip()
+    problems = []
+    for name, value in sorted(binds.items()):
+        address = str(value).strip()
+        try:
+            parsed = ipaddress.IPv4Address(address)
+        except ValueError:
+            continue  # stack_bind_problems names it
+        if parsed.is_loopback or (address == internal and not parsed.is_unspecified):
+            continue
+        problems.append(
+            f"{name}={address} would publish a plain-text (no TLS) port beyond this host"
+            f" (stack_internal_bind_address is {internal}). Keep it on 127.0.0.1 or on the internal"
+            " address the inventory names in stack_internal_bind_address, let other hosts in through"
+            " the stack's TLS entry (on stack_bind_address), or set stack_allow_plaintext: true"
+            " if every host on that network is trusted."
+        )
+    return problems
 
 
 # Values that stand for "fill this in" (normalized: lower case, letters and digits only), and the
@@ -261,6 +297,7 @@ class FilterModule:
             "stack_port_problems": stack_port_problems,
             "stack_local_address": stack_local_address,
             "stack_bind_problems": stack_bind_problems,
+            "stack_plaintext_problems": stack_plaintext_problems,
             "stack_secret_problem": stack_secret_problem,
             "stack_secret_problems": stack_secret_problems,
             "stack_env_problems": stack_env_problems,
