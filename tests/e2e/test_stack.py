@@ -13,10 +13,12 @@ Needs `make testbed`. Leaves the stack deployed (that is the product's state on 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import re
 import socket
+import ssl
 import stat
 import subprocess
 import time
@@ -28,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import websockets.exceptions
+import websockets.sync.client
 
 pytestmark = pytest.mark.e2e
 
@@ -40,8 +44,12 @@ PREFECT_IMAGE = "prefecthq/prefect:3.9.1-python3.11"
 REDIS_IMAGE = "redis:7.0.15"
 NETWORK = "prefect-stack"
 API = "http://127.0.0.1:4200/api"
+# The stack's TLS entry (the haproxy role) and the local CA inventory/local generated for it.
+ENTRY = "https://127.0.0.1:8443"
+PUBLIC_URL = "https://localhost:8443"
+CA_FILE = SECRETS_DIR / "tls" / "ca.crt"
 # Containers with a healthcheck, and those whose image has none (the exporter's has no shell).
-HEALTHCHECKED = ["redis", "prefect_server", "prometheus", "alertmanager", "prefect_worker"]
+HEALTHCHECKED = ["redis", "prefect_server", "prometheus", "alertmanager", "prefect_worker", "haproxy"]
 UNCHECKED = ["redis_exporter"]
 ALL_CONTAINERS = HEALTHCHECKED + UNCHECKED
 VOLUMES = ["prefect_server_data", "redis_data"]
@@ -134,13 +142,18 @@ def secret(name: str) -> str:
 
 
 def api(
-    path: str, body: dict | None = None, auth: bool = True, csrf: bool = True, method: str = ""
+    path: str,
+    body: dict | None = None,
+    auth: bool = True,
+    csrf: bool = True,
+    method: str = "",
+    base: str = API,
 ) -> tuple[int, object]:
     """Call the Prefect API (POST when a body is given) and return status and decoded JSON.
 
     A write carries a fresh CSRF token, as Prefect's own client sends it, unless ``csrf`` is false."""
     verb = method or ("POST" if body is not None else "GET")
-    request = urllib.request.Request(f"{API}{path}", method=verb)
+    request = urllib.request.Request(f"{base}{path}", method=verb)
     if body is not None:
         request.data = json.dumps(body).encode()
         request.add_header("Content-Type", "application/json")
@@ -149,12 +162,13 @@ def api(
         request.add_header("Authorization", f"Basic {token}")
     if csrf and verb in {"POST", "PUT", "PATCH", "DELETE"}:
         client = f"e2e-{uuid.uuid4()}"
-        status, answer = api(f"/csrf-token?client={client}", auth=auth)
+        status, answer = api(f"/csrf-token?client={client}", auth=auth, base=base)
         assert status == 200, f"GET /csrf-token answered {status}"
         request.add_header("Prefect-Csrf-Token", answer["token"])
         request.add_header("Prefect-Csrf-Client", client)
+    context = ssl.create_default_context(cafile=str(CA_FILE)) if base.startswith("https://") else None
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:
+        with urllib.request.urlopen(request, timeout=15, context=context) as response:
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as error:
@@ -223,9 +237,67 @@ def test_ui_and_ready_answer_and_the_api_requires_auth(stack: Run) -> None:
     with urllib.request.urlopen(f"{API}/ready", timeout=15) as response:
         assert response.status == 200
     with urllib.request.urlopen("http://127.0.0.1:4200/ui-settings", timeout=15) as response:
-        assert json.load(response)["api_url"] == "http://localhost:4200/api"
+        assert json.load(response)["api_url"] == f"{PUBLIC_URL}/api", (
+            "the UI calls the API through the TLS entry"
+        )
     assert api("/admin/version", auth=False)[0] == 401
     assert api("/admin/version") == (200, "3.9.1")
+
+
+def test_the_tls_entry_serves_the_ui_and_api_with_a_certificate_of_the_local_ca(stack: Run) -> None:
+    """The entry answers HTTPS verified against inventory/local's CA, for every name in its
+    certificate; the same request verified against the system's CAs fails; auth and CSRF hold
+    through it; plain HTTP on its port is not served."""
+    verified = ssl.create_default_context(cafile=str(CA_FILE))
+    for url in (ENTRY, PUBLIC_URL):
+        with urllib.request.urlopen(f"{url}/api/ready", timeout=15, context=verified) as response:
+            assert response.status == 200, url
+        with urllib.request.urlopen(f"{url}/", timeout=15, context=verified) as response:
+            assert "<html" in response.read().decode().lower()
+    with pytest.raises(urllib.error.URLError) as unverified:
+        urllib.request.urlopen(f"{ENTRY}/api/ready", timeout=15, context=ssl.create_default_context())
+    assert "CERTIFICATE_VERIFY_FAILED" in str(unverified.value)
+    assert api("/admin/version", auth=False, base=f"{ENTRY}/api")[0] == 401
+    assert api("/admin/version", base=f"{ENTRY}/api") == (200, "3.9.1")
+    assert api("/flows/filter", {"limit": 1}, csrf=False, base=f"{ENTRY}/api")[0] == 403
+    assert api("/flows/filter", {"limit": 1}, base=f"{ENTRY}/api")[0] == 200
+    with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+        urllib.request.urlopen("http://127.0.0.1:8443/api/ready", timeout=15)
+    with (
+        socket.create_connection(("127.0.0.1", 8443), timeout=10) as raw,
+        verified.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.version() in {"TLSv1.2", "TLSv1.3"}
+    # The worker reaches the API through the entry, its certificate verified with the same CA.
+    env = inspect("prefect_worker")["Config"]["Env"]
+    assert "PREFECT_API_URL=https://haproxy:8443/api" in env
+    assert "PREFECT_API_SSL_CERT_FILE=/etc/prefect-stack/api_ca.crt" in env
+    assert (
+        BASE_DIR / "prefect_worker" / "config" / "api_ca.crt"
+    ).read_text().strip() == CA_FILE.read_text().strip()
+
+
+def test_a_websocket_passes_through_the_entry(stack: Run) -> None:
+    """Prefect's events websocket (/api/events/out) through the TLS entry, as Prefect's client
+    opens it: the "prefect" subprotocol, then an auth message; the server's auth_success comes back
+    through the proxy, and a wrong token is refused by the server, not by the proxy."""
+    verified = ssl.create_default_context(cafile=str(CA_FILE))
+    auth_string = f"admin:{secret('prefect_server_auth_password')}"
+    url = "wss://localhost:8443/api/events/out"
+    with websockets.sync.client.connect(
+        url, ssl=verified, subprotocols=["prefect"], open_timeout=15
+    ) as socket_:
+        assert socket_.subprotocol == "prefect"
+        socket_.send(json.dumps({"type": "auth", "token": auth_string}))
+        assert json.loads(socket_.recv(timeout=15)) == {"type": "auth_success"}
+        socket_.send(json.dumps({"type": "filter", "filter": {}, "backfill": False}))
+    with websockets.sync.client.connect(
+        url, ssl=verified, subprotocols=["prefect"], open_timeout=15
+    ) as socket_:
+        socket_.send(json.dumps({"type": "auth", "token": "admin:wrong"}))
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            socket_.recv(timeout=15)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008, closed.value
 
 
 def cors_preflight(origin: str) -> tuple[int, dict[str, str]]:
@@ -248,8 +320,8 @@ def test_writes_need_a_csrf_token_and_cors_grants_only_the_public_origin(stack: 
     assert api("/flows/filter", {"limit": 1})[0] == 200
     status, headers = cors_preflight("http://evil.example")
     assert "access-control-allow-origin" not in headers, (status, headers)
-    status, headers = cors_preflight("http://localhost:4200")
-    assert (status, headers.get("access-control-allow-origin")) == (200, "http://localhost:4200")
+    status, headers = cors_preflight(PUBLIC_URL)
+    assert (status, headers.get("access-control-allow-origin")) == (200, PUBLIC_URL)
 
 
 def test_no_container_shows_a_secret_to_docker_inspect(stack: Run) -> None:
@@ -264,7 +336,7 @@ def test_no_container_shows_a_secret_to_docker_inspect(stack: Run) -> None:
 
 
 # Containers whose image allows a read-only root filesystem (the worker runs the operator's flows).
-READ_ONLY_CONTAINERS = {"prefect_server", "redis", "redis_exporter", "prometheus", "alertmanager"}
+READ_ONLY_CONTAINERS = {"prefect_server", "redis", "redis_exporter", "prometheus", "alertmanager", "haproxy"}
 
 
 def test_every_container_is_hardened_limited_and_read_only_where_its_image_allows(stack: Run) -> None:
@@ -479,6 +551,23 @@ BAD_INPUTS = [
         {"prometheus_bind_address": "192.0.2.77"}, "prometheus_bind_address", id="absent-bind-address"
     ),
     pytest.param({"stack_min_free_disk_mb": 10**9}, "stack_min_free_disk_mb", id="too-little-disk"),
+    # The plain-HTTP API beyond loopback and the internal address, without the explicit opt-in.
+    pytest.param(
+        {"prefect_server_bind_address": "0.0.0.0"},
+        "stack_allow_plaintext",
+        id="plaintext-api-on-all-interfaces",
+    ),
+    pytest.param({"stack_public_url": "http://localhost:8443"}, "stack_public_url", id="entry-without-https"),
+    pytest.param({"haproxy_tls_source": "acme"}, "haproxy_tls_source", id="unknown-tls-source"),
+    pytest.param(
+        {"haproxy_tls_source": "provided"}, "haproxy_tls_certificate", id="provided-tls-without-cert"
+    ),
+    pytest.param(
+        {"haproxy_api_servers": ["https://prefect-server:4200/api"]},
+        "haproxy_api_servers",
+        id="bad-api-server",
+    ),
+    pytest.param({"haproxy_port": 4200}, "haproxy_port", id="entry-port-clash"),
 ]
 
 
@@ -488,7 +577,7 @@ def test_only_the_prefect_entry_is_meant_for_other_hosts(stack: Run) -> None:
     reload is a SIGHUP, so nobody who reaches the port can POST /-/quit."""
     bindings = {
         name: inspect(name)["HostConfig"]["PortBindings"] or {}
-        for name in ("prefect_server", "redis", "redis_exporter", "prometheus", "alertmanager")
+        for name in ("prefect_server", "redis", "redis_exporter", "prometheus", "alertmanager", "haproxy")
     }
     assert bindings["redis_exporter"] == {}
     for name, ports in bindings.items():
@@ -504,13 +593,60 @@ def test_only_the_prefect_entry_is_meant_for_other_hosts(stack: Run) -> None:
     assert "prometheus_config_last_reload_successful 1" in metrics
 
 
+PROBE_NETWORK = "prefect-stack-e2e-probe"
+# The stack's published ports: the entry, the plain Prefect API, Redis, Prometheus, Alertmanager.
+STACK_PORTS = {
+    "haproxy": 8443,
+    "prefect_server": 4200,
+    "redis": 6379,
+    "prometheus": 9090,
+    "alertmanager": 9093,
+}
+PROBE = """
+import json, socket, sys
+gateway, ports = sys.argv[1], json.loads(sys.argv[2])
+answers = {}
+for name, port in ports.items():
+    try:
+        socket.create_connection((gateway, port), timeout=3).close()
+        answers[name] = True
+    except OSError:
+        answers[name] = False
+print(json.dumps(answers))
+"""
+
+
+def test_from_another_docker_network_only_the_entry_answers(stack: Run) -> None:
+    """The entry opened for other hosts (stack_bind_address 0.0.0.0, as inventory/example does):
+    a container on another Docker network of this machine dials the host. Only the TLS entry
+    answers; the plain Prefect API, Redis, Prometheus and Alertmanager stay on loopback, and the
+    exporter publishes nothing. The stack goes back to its loopback entry afterwards."""
+    opened = playbook("playbooks/stack.yml", "-e", json.dumps({"stack_bind_address": "0.0.0.0"}))
+    assert_converged(opened)
+    docker("network", "rm", PROBE_NETWORK, check=False)
+    try:
+        docker("network", "create", PROBE_NETWORK)
+        network = json.loads(docker("network", "inspect", PROBE_NETWORK).stdout)[0]
+        gateway = network["IPAM"]["Config"][0]["Gateway"]
+        probe = docker(
+            "run", "--rm", "--network", PROBE_NETWORK, "--entrypoint", "python", PREFECT_IMAGE,
+            "-c", PROBE, gateway, json.dumps(STACK_PORTS),
+        )  # fmt: skip
+        answers = json.loads(probe.stdout.strip().splitlines()[-1])
+        assert answers == {name: name == "haproxy" for name in STACK_PORTS}, answers
+        assert inspect("haproxy")["HostConfig"]["PortBindings"]["8443/tcp"][0]["HostIp"] == "0.0.0.0"
+    finally:
+        docker("network", "rm", PROBE_NETWORK, check=False)
+        assert_converged(playbook("playbooks/stack.yml"))
+
+
 @pytest.mark.parametrize(("extra", "variable"), BAD_INPUTS)
 def test_bad_input_fails_before_any_change(stack: Run, extra: dict, variable: str) -> None:
     # The components this module owns (the monitoring roles have their own e2e module, which may
     # converge them concurrently on a developer machine).
     deployed = [
         path
-        for component in ("redis", "prefect_server", "prefect_worker")
+        for component in ("redis", "prefect_server", "prefect_worker", "haproxy")
         for path in [BASE_DIR / component / "compose.yml", *(BASE_DIR / component / "config").rglob("*")]
     ]
     configs = {path: path.stat().st_mtime_ns for path in deployed if path.is_file()}
@@ -616,7 +752,8 @@ def test_a_worker_on_another_host_is_refused_a_server_published_on_loopback(tmp_
     run, failure = checks_on_two_hosts(tmp_path, "192.0.2.10")
     assert run.rc != 0
     assert failure.startswith("fatal: [worker-1]"), run.output[-3000:]
-    assert "http://192.0.2.10:4200/api" in failure and "stack_bind_address" in failure, failure[:2000]
+    assert "https://192.0.2.10:8443/api" in failure and "stack_bind_address" in failure, failure[:2000]
+    assert "its TLS entry" in failure, failure[:2000]
     assert run.recap().get("changed", 0) == 0
 
 
@@ -627,7 +764,7 @@ def test_a_worker_host_that_cannot_reach_the_server_fails_the_first_play(tmp_pat
     assert run.rc != 0
     assert failure.startswith("fatal: [worker-1]"), run.output[-3000:]
     assert (
-        "worker-1 cannot open a TCP connection to prefect-server.invalid:4200 (prefect_worker_api_url)"
+        "worker-1 cannot open a TCP connection to prefect-server.invalid:8443 (prefect_worker_api_url)"
         in failure
     ), failure[:2000]
     assert "set prefect_worker_api_url to an address this host reaches" in failure
