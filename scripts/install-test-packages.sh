@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages whose programs the integration tier runs for real on loopback ports, and the
-# browser the e2e tier's UI test drives.
+# browser the e2e tier's UI test drives, and Pebble, the ACME test server its TLS test orders from.
 set -euo pipefail
-packages=(redis-server redis-tools prometheus prometheus-alertmanager prometheus-redis-exporter sqlite3 chromium)
+packages=(redis-server redis-tools prometheus prometheus-alertmanager prometheus-redis-exporter sqlite3 chromium pebble)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
