@@ -25,6 +25,7 @@ STACK_CONTAINERS = (
     "redis_exporter",
     "prometheus",
     "alertmanager",
+    "haproxy",
 )
 STACK_VOLUMES = ("prefect_server_data", "redis_data", "prometheus_data", "alertmanager_data")
 VALIDATE_TASK = (
