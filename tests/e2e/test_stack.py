@@ -484,7 +484,20 @@ def test_projects_started_together_are_waited_for_once(stack: Run) -> None:
 def test_no_secret_in_a_world_readable_file(stack: Run) -> None:
     assert stat.S_IMODE(SECRETS_DIR.stat().st_mode) == 0o700
     for path in SECRETS_DIR.iterdir():
+        if path.is_dir():
+            assert path.name == "tls", f"{path}: the only directory is the TLS entry's local CA"
+            continue
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    # The local CA's directory: 0700; every private key in it 0600 (certificates are public).
+    tls = SECRETS_DIR / "tls"
+    assert stat.S_IMODE(tls.stat().st_mode) == 0o700
+    keys = sorted(tls.glob("*.key"))
+    assert {"ca.key", "localhost.key"} <= {key.name for key in keys}, keys
+    assert all(stat.S_IMODE(key.stat().st_mode) == 0o600 for key in keys), keys
+    # On the host, the proxy's key is readable by the proxy's user only.
+    served_key = BASE_DIR / "haproxy" / "config" / "tls" / "prefect.pem.key"
+    assert (stat.S_IMODE(served_key.stat().st_mode), served_key.stat().st_uid) == (0o600, 99)
+    assert served_key.read_text().strip() == (tls / "localhost.key").read_text().strip()
     values = [secret(name) for name in SECRET_NAMES]
     leaks = []
     for path in BASE_DIR.rglob("*"):

@@ -156,8 +156,10 @@ def public_host_resolves() -> Iterator[None]:
 
 
 def acme_playbook(playbook: str, api_ca: Path, root: Path) -> PlaybookRun:
-    """A playbook with the ACME settings; SSL_CERT_FILE makes the controller trust Pebble's API."""
+    """A playbook with the ACME settings; SSL_CERT_FILE makes the controller trust Pebble's API.
+    The ACME account and host keys go beside Pebble's files, not into inventory/local's secrets."""
     variables = E2E_VARS | {
+        "haproxy_tls_local_ca_dir": str(root.parent / "tls"),
         "stack_public_url": f"https://{PUBLIC_HOST}:8443",
         "haproxy_tls_source": "acme",
         "haproxy_acme_directory": DIRECTORY,
