@@ -7,6 +7,7 @@ only thing removed is the registry-name tag of the Prefect image, which the test
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import time
@@ -14,6 +15,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +33,7 @@ STAND_INS = [
     "oliver006/redis_exporter:v1.45.0",
     "prom/prometheus:v2.42.0",
     "prom/alertmanager:v0.25.0",
+    "haproxy:2.6.12",
     "prefect-stack-testbed/debian-systemd:bookworm",
 ]
 
@@ -88,6 +91,42 @@ def test_registry_name_pull_fetches_the_manifest_from_the_registry() -> None:
         docker("image", "rm", ref)
     docker("pull", "-q", ref, timeout=300)
     assert f"{REGISTRY}/{repo}@{registry_digest(PREFECT_IMAGE)}" in repo_digests(ref)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses with a socket in LISTEN state on ``port``, from /proc/net/tcp."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, local_port = local.split(":")
+        if state == "0A" and int(local_port, 16) == port:
+            found.add(str(ipaddress.IPv4Address(bytes(reversed(bytes.fromhex(address))))))
+    return found
+
+
+def test_registry_listens_on_loopback_and_the_bridge_gateway_only() -> None:
+    """Never on every interface; a container on a Docker network of its own (as a molecule host
+    is) reaches it at the default bridge's gateway."""
+    gateway = docker(
+        "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"
+    ).stdout.strip()
+    assert listening_addresses(5000) == {"127.0.0.1", gateway}
+    wildcard6 = [
+        line
+        for line in Path("/proc/net/tcp6").read_text().splitlines()[1:]
+        if line.split()[1] == "0" * 32 + ":1388" and line.split()[3] == "0A"
+    ]
+    assert not wildcard6, "the registry listens on every IPv6 (and dual-stack IPv4) address"
+    network = f"prefect-stack-testbed-probe-{uuid.uuid4().hex[:8]}"
+    docker("network", "create", network)
+    try:
+        probe = docker(
+            "run", "--rm", "--network", network, "--entrypoint", "python", PREFECT_IMAGE, "-c",
+            f"import urllib.request; print(urllib.request.urlopen('http://{gateway}:5000/v2/').status)",
+        )  # fmt: skip
+        assert probe.stdout.strip() == "200", probe.stderr
+    finally:
+        docker("network", "rm", network, check=False)
 
 
 def test_official_name_pull_goes_through_the_daemon_mirror() -> None:
@@ -168,6 +207,7 @@ def run_in(image: str, entrypoint: str, *args: str) -> str:
         ("prom/prometheus:v2.42.0", ["/bin/promtool", "--version"], "version 2.42.0"),
         ("prom/alertmanager:v0.25.0", ["/bin/alertmanager", "--version"], "version 0.25.0"),
         ("prom/alertmanager:v0.25.0", ["/bin/amtool", "--version"], "version 0.25.0"),
+        ("haproxy:2.6.12", ["haproxy", "-v"], "version 2.6.12"),
     ],
 )
 def test_stand_in_binary_answers_with_the_tagged_version(

@@ -241,45 +241,66 @@ ensure_base_image() {
 }
 
 # ---------------------------------------------------------------- f. registry
-registry_answers() { curl -fsS -m 2 -o /dev/null "$MIRROR_URL/v2/" 2>/dev/null; }
+# Two listeners on one storage, never every interface: 127.0.0.1:5000 for this machine's engine
+# (its registry mirror) and the Docker bridge's gateway (e.g. 172.17.0.1:5000), where disposable
+# "remote host" containers on any Docker network reach the controller. The port is plain HTTP
+# without auth: it holds only the stand-in images, which are public software.
+registry_answers() { curl -fsS -m 2 -o /dev/null "http://$1/v2/" 2>/dev/null; }
+
+bridge_gateway() {
+  docker network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}' 2>/dev/null
+}
+
+# An older test bed listened on every interface: a LISTEN socket (state 0A) on the wildcard address,
+# port 5000 (hex 1388), in /proc/net/tcp or, dual-stack, /proc/net/tcp6.
+registry_on_every_interface() {
+  grep -qE '^ *[0-9]+: 0+:1388 0+:0000 0A ' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+start_registry() {
+  local addr=$1 config=$2 deadline
+  printf '%s\n' "version: 0.1" "log:" "  level: warn" "storage:" "  filesystem:" \
+    "    rootdirectory: $CACHE/registry" "  delete:" "    enabled: true" "http:" "  addr: $addr" >"$config"
+  setsid nohup docker-registry serve "$config" >>"$CACHE/registry.log" 2>&1 </dev/null &
+  deadline=$((SECONDS + 20))
+  until registry_answers "$addr"; do
+    if ((SECONDS >= deadline)); then
+      tail -n 5 "$CACHE/registry.log" >&2
+      die "registry did not answer within 20 s at http://$addr/v2/; see $CACHE/registry.log."
+    fi
+    sleep 0.5
+  done
+  say "started docker-registry at http://$addr (storage $CACHE/registry)."
+}
 
 ensure_registry() {
-  if registry_answers; then
-    say "registry answers at $MIRROR_URL."
-    return
-  fi
+  local gateway deadline
+  gateway="$(bridge_gateway)"
+  [[ -n $gateway ]] || die "Docker's bridge network has no gateway (docker network inspect bridge): is the engine up?"
   if [[ -d /run/systemd/system ]] && systemctl is-active --quiet docker-registry 2>/dev/null; then
     # Installing the package starts its own service where systemd runs; that one demands htpasswd
     # auth and holds port 5000.
     say "stopping Debian's packaged docker-registry service (it requires htpasswd auth)."
     systemctl disable --now docker-registry >/dev/null 2>&1
   fi
+  if registry_on_every_interface; then
+    say "stopping the registry that listens on every interface (an older test bed's)."
+    pkill -f "docker-registry serve $CACHE/registry.yml" || true
+    deadline=$((SECONDS + 10))
+    while registry_on_every_interface && ((SECONDS < deadline)); do sleep 0.5; done
+    registry_on_every_interface && die "another process listens on 0.0.0.0:5000: stop it and run again."
+  fi
   mkdir -p "$CACHE/registry"
-  # http.addr is 0.0.0.0, not 127.0.0.1: disposable "remote host" containers reach this registry
-  # through their bridge gateway (e.g. 172.17.0.1:5000). The port is plain HTTP without auth: it
-  # holds only the stand-in images, which are public software.
-  cat >"$CACHE/registry.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $CACHE/registry
-  delete:
-    enabled: true
-http:
-  addr: 0.0.0.0:5000
-EOF
-  setsid nohup docker-registry serve "$CACHE/registry.yml" >>"$CACHE/registry.log" 2>&1 </dev/null &
-  local deadline=$((SECONDS + 20))
-  until registry_answers; do
-    if ((SECONDS >= deadline)); then
-      tail -n 5 "$CACHE/registry.log" >&2
-      die "registry did not answer within 20 s at $MIRROR_URL/v2/; see $CACHE/registry.log."
-    fi
-    sleep 0.5
-  done
-  say "started docker-registry at $MIRROR_URL (storage $CACHE/registry)."
+  if registry_answers "$REGISTRY_HOST"; then
+    say "registry answers at $MIRROR_URL."
+  else
+    start_registry "$REGISTRY_HOST" "$CACHE/registry.yml"
+  fi
+  if registry_answers "$gateway:5000"; then
+    say "registry answers at http://$gateway:5000 (the Docker bridge's gateway)."
+  else
+    start_registry "$gateway:5000" "$CACHE/registry-bridge.yml"
+  fi
 }
 
 # Registry path of an image: official single-name images live under library/.
