@@ -15,8 +15,6 @@ stack back to inventory/local's local CA.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import shutil
@@ -30,10 +28,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from e2e_stack import ANSIBLE_PLAYBOOK, E2E_VARS, OFFLINE_VARS, REPO, PlaybookRun, run_playbook
+from tls_certificates import write_ca_and_leaf
 
 pytestmark = pytest.mark.e2e
 
@@ -43,53 +39,6 @@ HOSTS = Path("/etc/hosts")
 DIRECTORY = "https://localhost:14000/dir"
 ROOTS = "https://localhost:15000/roots/0"
 HTTP01_PORT = 5002
-
-
-def ca_and_leaf(directory: Path) -> Path:
-    """A CA and a localhost certificate for Pebble's own HTTPS API; returns the CA file."""
-    now = datetime.datetime.now(datetime.UTC)
-
-    def build(name: str, key, issuer_key, issuer: x509.Name | None, ca: bool) -> x509.Certificate:
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer or subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-            )
-        )
-        if ca:
-            usage = dict.fromkeys(
-                ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-                 "key_agreement", "encipher_only", "decipher_only"), False,
-            )  # fmt: skip
-            builder = builder.add_extension(
-                x509.KeyUsage(key_cert_sign=True, crl_sign=True, **usage), critical=True
-            )
-        else:
-            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        return builder.sign(issuer_key, hashes.SHA256())
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = build("pebble API test CA", ca_key, ca_key, None, ca=True)
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf = build("localhost", leaf_key, ca_key, ca.subject, ca=False)
-    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (directory / "cert.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(
-        leaf_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return directory / "ca.pem"
 
 
 def fetch(url: str, cafile: Path) -> bytes:
@@ -105,7 +54,7 @@ def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pat
     binary = shutil.which("pebble")
     assert binary, "no pebble: make test-packages installs Debian's pebble package"
     directory = tmp_path_factory.mktemp("pebble")
-    api_ca = ca_and_leaf(directory)
+    api_ca = write_ca_and_leaf(directory)
     config = {
         "pebble": {
             "listenAddress": "127.0.0.1:14000",
