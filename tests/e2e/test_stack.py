@@ -13,6 +13,7 @@ Needs `make testbed`. Leaves the stack deployed (that is the product's state on 
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
 import os
@@ -423,16 +424,36 @@ def test_each_redis_user_can_do_only_what_its_job_needs(stack: Run) -> None:
     )
 
 
-def test_second_run_changes_nothing_restarts_nothing_and_logs_no_secret(stack: Run) -> None:
+def secret_file_hashes() -> dict[str, str]:
+    """Plain hashes (MD5, SHA-1, SHA-256) of every secret file of the stack's projects: the 0600
+    files under <project>/config. Only keyed checksums of them may show anywhere."""
+    hashes: dict[str, str] = {}
+    for path in BASE_DIR.glob("*/config/**/*"):
+        if path.is_file() and not path.stat().st_mode & 0o077:
+            content = path.read_bytes()
+            for algorithm in ("md5", "sha1", "sha256"):
+                hashes[hashlib.new(algorithm, content).hexdigest()] = f"{algorithm} of {path}"
+    return hashes
+
+
+def test_second_run_changes_nothing_restarts_nothing_and_logs_no_secret_nor_its_hash(stack: Run) -> None:
     before = started_at()
-    run = playbook("playbooks/stack.yml", "-vv")
+    run = playbook("playbooks/stack.yml", "-vvv")
     assert_converged(run)
     changed = [line for line in run.output.splitlines() if line.startswith("changed:")]
     assert run.recap()["changed"] == 0, changed
     assert started_at() == before
     for name in SECRET_NAMES:
-        assert secret(name) not in run.output, f"{name} appears in the -vv output"
+        assert secret(name) not in run.output, f"{name} appears in the -vvv output"
         assert secret(name) not in stack.output, f"{name} appears in the first run's output"
+    hashes = secret_file_hashes()
+    assert len(hashes) >= 3 * 4, "the Redis ACL file, the profiles and the TLS key at least"
+    places = {"the -vvv output": run.output, "the first run's output": stack.output}
+    places |= {f"docker inspect {name}": json.dumps(inspect(name)) for name in ALL_CONTAINERS}
+    places |= {str(path): path.read_text() for path in BASE_DIR.glob("*/compose.yml")}
+    leaks = [(hashes[digest], place) for place, text in places.items() for digest in hashes if digest in text]
+    assert not leaks, leaks
+    assert "prefect-stack.config-hash" in json.dumps(inspect("redis")), "the label is there, keyed"
 
 
 def test_files_changed_on_the_host_are_put_back_without_a_restart(stack: Run) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from pathlib import Path
 
 import pytest
@@ -24,8 +27,13 @@ CONFIGS = [
 COMPOSE = "name: x\nservices:\n  redis: {}\n  exporter: {}\n"
 
 
+KEY = "a-checksum-key-for-the-tests-0123456789"
+
+
 def plan(checksums: list[str] | None = None, **kwargs: object) -> dict:
-    return engine.compose_engine_plan(CONFIGS, checksums or ["a", "b", "c"], COMPOSE, "/srv/redis/", **kwargs)
+    return engine.compose_engine_plan(
+        CONFIGS, checksums or ["a", "b", "c"], COMPOSE, "/srv/redis/", **{"checksum_key": KEY, **kwargs}
+    )
 
 
 def test_sources_resolve_relative_templates_and_skip_absent_entries() -> None:
@@ -71,7 +79,7 @@ def test_wanted_paths_cover_directories_files_the_compose_file_and_removed_files
         "65534",
     )
     assert by_path["/srv/redis/config/redis.conf"]["checksum"] == "a"
-    assert by_path["/srv/redis/compose.yml"]["checksum"] == engine._sha1(COMPOSE)
+    assert by_path["/srv/redis/compose.yml"]["checksum"] == engine.keyed_checksum(COMPOSE, KEY)
     assert by_path["/srv/redis/config/secrets/password"] == {
         "path": "/srv/redis/config/secrets/password",
         "state": "absent",
@@ -92,7 +100,7 @@ def test_the_plan_lists_the_compose_services() -> None:
 )
 def test_a_bad_entry_is_refused_naming_it(entry: dict, message: str) -> None:
     with pytest.raises(engine.PlanError, match=message):
-        engine.compose_engine_plan([entry], ["a"], COMPOSE, "/srv/x")
+        engine.compose_engine_plan([entry], ["a"], COMPOSE, "/srv/x", checksum_key=KEY)
 
 
 def test_a_checksum_count_that_does_not_match_the_entries_is_refused() -> None:
@@ -438,7 +446,7 @@ def test_the_plan_becomes_the_arguments_of_compose_engine_files() -> None:
 def test_a_validator_is_passed_on_with_its_file() -> None:
     entry = {"src": "a.j2", "dest": "a", "validate": "check %s", "services": ["a"]}
     [file_args] = engine.compose_engine_file_args(
-        engine.compose_engine_plan([entry], ["x"], COMPOSE, "/srv/a")["files"], ["text"]
+        engine.compose_engine_plan([entry], ["x"], COMPOSE, "/srv/a", checksum_key=KEY)["files"], ["text"]
     )
     assert file_args["validate"] == "check %s"
 
@@ -606,3 +614,24 @@ def test_each_secret_of_a_set_must_be_strong_and_its_own() -> None:
         "redis_app_password and redis_password hold the same value: give each its own secret.",
     ]
     assert all(strong not in problem for problem in found)
+
+
+def test_checksums_are_keyed_so_no_plain_hash_of_a_secret_file_appears() -> None:
+    secret = "requirepass s3cret-but-weak\n"
+    [checksum] = engine.compose_engine_checksums([secret], KEY)
+    assert checksum == hmac.new(KEY.encode(), secret.encode(), hashlib.sha256).hexdigest()
+    assert checksum != engine.compose_engine_checksums([secret], KEY + "2")[0]
+    planned = json.dumps(plan([checksum, "b", "c"]))
+    for plain in (
+        hashlib.sha1(secret.encode()),
+        hashlib.sha256(secret.encode()),
+        hashlib.md5(secret.encode()),
+    ):
+        assert plain.hexdigest() not in planned
+
+
+def test_an_empty_checksum_key_is_refused_naming_the_variable() -> None:
+    with pytest.raises(engine.PlanError, match=r"compose_engine_checksum_key is empty.*stack_checksum_key"):
+        engine.compose_engine_checksums(["text"], "")
+    with pytest.raises(engine.PlanError, match="compose_engine_checksum_key is empty"):
+        engine.compose_engine_plan(CONFIGS, ["a", "b", "c"], COMPOSE, "/srv/redis/")

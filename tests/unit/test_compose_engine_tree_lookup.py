@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,11 @@ engine = load_source(ROLES / "compose_engine" / "filter_plugins" / "compose_engi
 ROOT = {"owner": "root", "group": "root", "mode": "0755"}
 
 
-def sha1(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()
+KEY = "a-checksum-key-for-the-tests-0123456789"
+
+
+def keyed(text: str) -> str:
+    return hmac.new(KEY.encode(), text.encode(), hashlib.sha256).hexdigest()
 
 
 @pytest.fixture
@@ -35,7 +39,7 @@ def flows(tmp_path: Path) -> Path:
 
 def run(source: Path | str, **options: str) -> list[dict]:
     return lookup_loader.get("compose_engine_tree").run(
-        [str(source)], {}, **{"dest": "/srv/flows/", **options}
+        [str(source)], {"stack_checksum_key": KEY}, **{"dest": "/srv/flows/", **options}
     )
 
 
@@ -47,7 +51,7 @@ def test_the_destination_its_directories_and_files_are_listed_as_copy_makes_them
             "state": "file",
             **ROOT,
             "mode": "0644",
-            "checksum": sha1("print(1)\n"),
+            "checksum": keyed("print(1)\n"),
         },
         {"path": "/srv/flows/pkg", "state": "directory", **ROOT},
         {
@@ -55,7 +59,7 @@ def test_the_destination_its_directories_and_files_are_listed_as_copy_makes_them
             "state": "file",
             **ROOT,
             "mode": "0644",
-            "checksum": sha1("print(2)\n"),
+            "checksum": keyed("print(2)\n"),
         },
     ]
     assert {entry["mode"] for entry in run(flows, file_mode="0600", directory_mode="0700")} == {
@@ -88,3 +92,10 @@ def test_a_copy_in_place_shows_no_difference_and_a_changed_file_does(flows: Path
 def test_a_source_that_is_not_a_directory_is_named(tmp_path: Path) -> None:
     with pytest.raises(AnsibleLookupError, match="is not a directory on the controller"):
         run(tmp_path / "nothing")
+
+
+def test_an_empty_checksum_key_is_refused(flows: Path) -> None:
+    with pytest.raises(AnsibleLookupError, match="checksum_key is empty"):
+        lookup_loader.get("compose_engine_tree").run(
+            [str(flows)], {"stack_checksum_key": ""}, dest="/srv/flows"
+        )

@@ -8,6 +8,7 @@ whose files changed, and the lists the engine's tasks loop over. Nothing here to
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -68,9 +69,24 @@ def compose_engine_sources(configs: Sequence[Mapping[str, Any]], templates_dir: 
     ]
 
 
-def _sha1(text: str) -> str:
-    # SHA-1 because it is the checksum the template and copy modules report for the same file.
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+def keyed_checksum(text: str, key: str) -> str:
+    """HMAC-SHA256 of a rendered file under the stack's checksum key.
+
+    Some files hold secrets, and their checksums reach module arguments, results and labels that
+    `docker inspect` shows: a plain hash of a short secret can be guessed offline, a keyed one
+    cannot without the key (which stays on the controller and in no_log arguments).
+    """
+    if not key:
+        raise PlanError(
+            "compose_engine_checksum_key is empty: stack_common generates stack_checksum_key into "
+            "stack_secrets_dir (or set it in the vault)."
+        )
+    return hmac.new(key.encode("utf-8"), text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def compose_engine_checksums(texts: Sequence[str], key: str) -> list[str]:
+    """The keyed checksum of each rendered file, in order (the host read computes the same)."""
+    return [keyed_checksum(str(text), key) for text in texts]
 
 
 def _file_entry(item: Mapping[str, Any], src: str, path: str, checksum: str) -> dict[str, Any]:
@@ -120,11 +136,13 @@ def compose_engine_plan(
     project_dir: str,
     directories: Sequence[Mapping[str, Any]] = (),
     config_dir: Mapping[str, Any] | None = None,
+    checksum_key: str = "",
 ) -> dict[str, Any]:
     """Everything the engine's tasks need, from the entries and their rendered contents.
 
-    `checksums` holds the SHA-1 of each present entry's rendered content, in the order of
-    compose_engine_sources; `compose_rendered` is the rendered compose file.
+    `checksums` holds the keyed checksum (compose_engine_checksums) of each present entry's
+    rendered content, in the order of compose_engine_sources; `compose_rendered` is the rendered
+    compose file, checksummed under the same `checksum_key`.
     """
     present = _present(configs)
     if len(checksums) != len(present):
@@ -151,7 +169,7 @@ def compose_engine_plan(
             "mode": DEFAULT_FILE_MODE,
             "owner": ROOT,
             "group": ROOT,
-            "checksum": _sha1(compose_rendered),
+            "checksum": keyed_checksum(compose_rendered, checksum_key) if compose_rendered else None,
         }
     )
     wanted += [{"path": path, "state": "absent"} for path in absent]
@@ -361,6 +379,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "compose_engine_sources": compose_engine_sources,
+            "compose_engine_checksums": compose_engine_checksums,
             "compose_engine_plan": compose_engine_plan,
             "compose_engine_config_hashes": compose_engine_config_hashes,
             "compose_engine_services_up": compose_engine_services_up,

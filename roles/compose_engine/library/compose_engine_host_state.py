@@ -45,6 +45,14 @@ options:
       - Files larger than this many bytes are listed without a checksum.
     type: int
     default: 1048576
+  checksum_key:
+    description:
+      - Key of the files' checksums, HMAC-SHA256 under this key, the same the compose engine
+        computes on the controller for the files it renders. A plain hash of a file that holds a
+        secret, in a result or a log, would let a weak secret be guessed offline; a keyed one
+        cannot be without the key.
+    type: str
+    required: true
   trees:
     description:
       - More directories whose whole tree the snapshot lists, as it lists each project's
@@ -59,6 +67,7 @@ EXAMPLES = r"""
 - name: Read the host once for this run.
   compose_engine_host_state:
     base_dir: /opt/prefect-stack
+    checksum_key: "{{ compose_engine_checksum_key }}"
   register: host_state
 
 - name: Fail when Compose v2 is missing.
@@ -104,8 +113,8 @@ paths:
   description:
     - The snapshot, keyed by absolute path. Each value has C(state) (V(directory), V(file) or
       V(other)), C(mode) (octal string), C(uid), C(gid), C(owner), C(group) (names, or the ids as
-      strings when they have no name), and for a file C(checksum) (SHA-1, null when too large or
-      unreadable).
+      strings when they have no name), and for a file C(checksum) (HMAC-SHA256 under
+      O(checksum_key), null when too large or unreadable).
   returned: always
   type: dict
   sample:
@@ -116,11 +125,12 @@ paths:
       gid: 0
       owner: root
       group: root
-      checksum: 3f786850e387550fdab836ed7e6dc881de23001b
+      checksum: 5d2c4f8a0e0b6cbb4a1c0fd5b1b59e2b1f4c0b8a3a9f83b47e0a4d1b9f2e7c61
 """
 
 import grp  # noqa: E402
 import hashlib  # noqa: E402
+import hmac  # noqa: E402
 import os  # noqa: E402
 import pwd  # noqa: E402
 import stat  # noqa: E402
@@ -141,6 +151,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "timeout": {"type": "int", "default": 30},
     "max_checksum_size": {"type": "int", "default": 1048576},
     "trees": {"type": "list", "elements": "path", "default": []},
+    "checksum_key": {"type": "str", "required": True, "no_log": True},
 }
 CONTAINER_KEYS = ("Id", "Names", "Image", "Labels", "State", "Status")
 
@@ -168,8 +179,8 @@ def name_of(number: int, lookup: Any) -> str:
         return str(number)
 
 
-def sha1_of(path: str) -> str | None:
-    digest = hashlib.sha1()
+def keyed_checksum_of(path: str, key: str) -> str | None:
+    digest = hmac.new(key.encode("utf-8"), digestmod=hashlib.sha256)
     try:
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(65536), b""):
@@ -179,7 +190,7 @@ def sha1_of(path: str) -> str | None:
     return digest.hexdigest()
 
 
-def describe(path: str, found: os.stat_result, max_checksum_size: int) -> dict[str, Any]:
+def describe(path: str, found: os.stat_result, max_checksum_size: int, key: str) -> dict[str, Any]:
     if stat.S_ISDIR(found.st_mode):
         kind = "directory"
     elif stat.S_ISREG(found.st_mode):
@@ -195,7 +206,7 @@ def describe(path: str, found: os.stat_result, max_checksum_size: int) -> dict[s
         "group": name_of(found.st_gid, grp.getgrgid),
     }
     if kind == "file":
-        entry["checksum"] = sha1_of(path) if found.st_size <= max_checksum_size else None
+        entry["checksum"] = keyed_checksum_of(path, key) if found.st_size <= max_checksum_size else None
     return entry
 
 
@@ -207,7 +218,7 @@ def children(directory: str) -> list[str]:
 
 
 def snapshot(
-    base_dir: str, max_checksum_size: int, trees: list[str] | None = None
+    base_dir: str, max_checksum_size: int, key: str, trees: list[str] | None = None
 ) -> dict[str, dict[str, Any]]:
     """base_dir, <project>, <project>/<entry>, the whole <project>/config tree, and the trees asked for."""
     found: dict[str, dict[str, Any]] = {}
@@ -217,7 +228,7 @@ def snapshot(
             info = os.lstat(path)
         except OSError:
             return False
-        found[path] = describe(path, info, max_checksum_size)
+        found[path] = describe(path, info, max_checksum_size, key)
         return found[path]["state"] == "directory"
 
     def add_tree(path: str) -> None:
@@ -265,7 +276,17 @@ def main() -> None:
             "playbooks/docker.yml (role docker) installs and starts it."
         )
     version, version_error = compose_version(params["timeout"])
-    paths = snapshot(params["base_dir"].rstrip("/") or "/", params["max_checksum_size"], params["trees"])
+    if not params["checksum_key"]:
+        module.fail_json(
+            msg="checksum_key is empty: the compose engine passes compose_engine_checksum_key, which "
+            "stack_common generates as stack_checksum_key into stack_secrets_dir."
+        )
+    paths = snapshot(
+        params["base_dir"].rstrip("/") or "/",
+        params["max_checksum_size"],
+        params["checksum_key"],
+        params["trees"],
+    )
     module.exit_json(
         changed=False,
         compose_version=version,

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from typing import Any
 
@@ -17,7 +18,8 @@ short_description: The host paths that copying a controller directory's content 
 description:
   - For each controller directory, the paths that C(ansible.builtin.copy) with C(src=<dir>/) and
     C(dest=<dest>/) makes on the host - the destination itself, every subdirectory and every file,
-    each with its owner, group, mode and, for a file, its SHA-1 - in the shape that the filter
+    each with its owner, group, mode and, for a file, its keyed checksum (HMAC-SHA256 under
+    O(checksum_key), as the host read computes it) - in the shape that the filter
     C(compose_engine_path_differences) compares with the host read's snapshot.
   - A re-run then copies only when a path differs, instead of calling the copy module each time.
 options:
@@ -44,6 +46,13 @@ options:
     description: Mode of the destination and of every directory under it.
     type: str
     default: "0755"
+  checksum_key:
+    description: Key of the files' checksums, the host read's C(checksum_key).
+    type: str
+    required: true
+    vars:
+      - name: compose_engine_checksum_key
+      - name: stack_checksum_key
 """
 
 EXAMPLES = r"""
@@ -66,15 +75,17 @@ _list:
 """
 
 
-def _sha1(path: str) -> str:
-    digest = hashlib.sha1()
+def _keyed_checksum(path: str, key: str) -> str:
+    digest = hmac.new(key.encode("utf-8"), digestmod=hashlib.sha256)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(65536), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def tree_paths(source: str, dest: str, attributes: dict[str, str], file_mode: str) -> list[dict[str, Any]]:
+def tree_paths(
+    source: str, dest: str, attributes: dict[str, str], file_mode: str, key: str
+) -> list[dict[str, Any]]:
     """The destination, then each directory and file under `source`, as they land under `dest`."""
     if not os.path.isdir(source):
         raise AnsibleLookupError(f"compose_engine_tree: {source} is not a directory on the controller.")
@@ -93,7 +104,7 @@ def tree_paths(source: str, dest: str, attributes: dict[str, str], file_mode: st
                     "state": "file",
                     **attributes,
                     "mode": file_mode,
-                    "checksum": _sha1(os.path.join(root, name)),
+                    "checksum": _keyed_checksum(os.path.join(root, name), key),
                 }
             )
     return wanted
@@ -109,9 +120,16 @@ class LookupModule(LookupBase):
             "group": str(self.get_option("group")),
             "mode": str(self.get_option("directory_mode")),
         }
+        key = str(self.get_option("checksum_key") or "")
+        if not key:
+            raise AnsibleLookupError(
+                "compose_engine_tree: checksum_key is empty (stack_common generates stack_checksum_key)."
+            )
         wanted: list[Any] = []
         for term in terms:
             wanted.extend(
-                tree_paths(str(term), self.get_option("dest"), attributes, str(self.get_option("file_mode")))
+                tree_paths(
+                    str(term), self.get_option("dest"), attributes, str(self.get_option("file_mode")), key
+                )
             )
         return wanted

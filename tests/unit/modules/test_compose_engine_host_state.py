@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import grp
 import hashlib
+import hmac
+import json
 import os
 import pwd
 import socket
@@ -84,8 +86,11 @@ class ListingEngine(FakeDockerEngine):
         return self.routes.get(path) or super().answer(path)
 
 
-def sha1(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()
+KEY = "a-checksum-key-for-the-tests-0123456789"
+
+
+def keyed(text: str, key: str = KEY) -> str:
+    return hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()
 
 
 def fake_docker(bin_dir: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
@@ -115,7 +120,12 @@ def engine(tmp_path: Path) -> Iterator[ListingEngine]:
 
 
 def host_state(engine: FakeDockerEngine, base_dir: Path | str, **params: Any) -> dict[str, Any]:
-    args = {"base_dir": str(base_dir), "docker_host": f"unix://{engine.server_address}", **params}
+    args = {
+        "base_dir": str(base_dir),
+        "docker_host": f"unix://{engine.server_address}",
+        "checksum_key": KEY,
+        **params,
+    }
     check_mode = args.pop("check_mode", False)
     return run_module(MODULE, args, check_mode=check_mode)
 
@@ -181,14 +191,14 @@ def test_a_tree_asked_for_is_listed_whole_and_a_missing_one_is_absent(
     make(flows / "pkg", 0o755)
     make(flows / "pkg" / "task.py", 0o644, "print(2)\n")
     result = host_state(engine, stack, trees=[f"{flows}/", str(stack / "worker" / "absent")])
-    assert result["paths"][str(flows / "flow.py")]["checksum"] == sha1("print(1)\n")
+    assert result["paths"][str(flows / "flow.py")]["checksum"] == keyed("print(1)\n")
     assert result["paths"][str(flows / "pkg")]["state"] == "directory"
-    assert result["paths"][str(flows / "pkg" / "task.py")]["checksum"] == sha1("print(2)\n")
+    assert result["paths"][str(flows / "pkg" / "task.py")]["checksum"] == keyed("print(2)\n")
     assert str(stack / "worker" / "absent") not in result["paths"]
     assert str(flows / "flow.py") not in host_state(engine, stack)["paths"], "only when asked for"
 
 
-def test_each_entry_has_its_type_mode_ids_names_and_the_sha1_of_a_file(
+def test_each_entry_has_its_type_mode_ids_names_and_the_keyed_checksum_of_a_file(
     engine: ListingEngine, stack: Path
 ) -> None:
     paths = host_state(engine, stack)["paths"]
@@ -197,9 +207,9 @@ def test_each_entry_has_its_type_mode_ids_names_and_the_sha1_of_a_file(
         "state": "file",
         "mode": "0640",
         **mine,
-        "checksum": sha1("port: 1\n"),
+        "checksum": keyed("port: 1\n"),
     }
-    assert paths[str(stack / "web/config/secrets/password")]["checksum"] == sha1("s3cret\n")
+    assert paths[str(stack / "web/config/secrets/password")]["checksum"] == keyed("s3cret\n")
     assert paths[str(stack / "web/config/secrets")] == {"state": "directory", "mode": "0700", **mine}
     assert paths[str(stack / "web/data")]["mode"] == "1777"
     assert paths[str(stack / "web")]["mode"] == "0750"
@@ -225,10 +235,10 @@ def test_a_file_above_max_checksum_size_has_a_null_checksum(engine: ListingEngin
     make(config / "nine", 0o644, "123456789")
     make(config / "empty", 0o644, "")
     paths = host_state(engine, stack, max_checksum_size=8)["paths"]
-    assert paths[str(config / "eight")]["checksum"] == sha1("12345678")
+    assert paths[str(config / "eight")]["checksum"] == keyed("12345678")
     assert paths[str(config / "nine")]["checksum"] is None
     assert paths[str(config / "nine")]["state"] == "file"
-    assert paths[str(config / "empty")]["checksum"] == sha1("")
+    assert paths[str(config / "empty")]["checksum"] == keyed("")
 
 
 def test_a_missing_base_dir_gives_an_empty_snapshot_and_the_engine_is_still_read(
@@ -278,7 +288,7 @@ def test_docker_host_defaults_to_the_environment(
     engine: ListingEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{engine.server_address}")
-    result = run_module(MODULE, {"base_dir": str(tmp_path)})
+    result = run_module(MODULE, {"checksum_key": KEY, "base_dir": str(tmp_path)})
     assert result["networks"] == ["bridge", "host", "none", "zeta"]
     assert engine.requests
 
@@ -287,7 +297,7 @@ def test_docker_host_defaults_to_the_environment(
 def test_a_docker_host_that_is_not_a_unix_socket_fails_saying_how_to_give_it(
     tmp_path: Path, docker_host: str
 ) -> None:
-    result = run_module(MODULE, {"base_dir": str(tmp_path), "docker_host": docker_host})
+    result = run_module(MODULE, {"checksum_key": KEY, "base_dir": str(tmp_path), "docker_host": docker_host})
     assert result["failed"] is True
     assert f"docker_host {docker_host!r} is not a local socket" in result["msg"]
     assert "unix:///path/to/docker.sock" in result["msg"]
@@ -296,7 +306,9 @@ def test_a_docker_host_that_is_not_a_unix_socket_fails_saying_how_to_give_it(
 
 def test_no_engine_on_the_socket_fails_naming_the_socket(tmp_path: Path) -> None:
     missing = tmp_path / "nothing.sock"
-    result = run_module(MODULE, {"base_dir": str(tmp_path), "docker_host": f"unix://{missing}"})
+    result = run_module(
+        MODULE, {"checksum_key": KEY, "base_dir": str(tmp_path), "docker_host": f"unix://{missing}"}
+    )
     assert result["failed"] is True
     assert result["msg"].startswith(f"Cannot read the Docker engine's state: no Docker socket at {missing} ")
     assert "Is dockerd running?" in result["msg"] and "playbooks/docker.yml" in result["msg"]
@@ -309,7 +321,8 @@ def test_an_engine_that_accepts_but_never_answers_fails_after_the_timeout(tmp_pa
         silent.bind(str(path))
         silent.listen(1)  # connections queue up, nothing ever reads them
         result = run_module(
-            MODULE, {"base_dir": str(tmp_path), "docker_host": f"unix://{path}", "timeout": 1}
+            MODULE,
+            {"checksum_key": KEY, "base_dir": str(tmp_path), "docker_host": f"unix://{path}", "timeout": 1},
         )
     assert result["failed"] is True
     assert f"no answer within 1 s from {path}" in result["msg"]
@@ -408,11 +421,12 @@ def test_a_plan_put_on_disk_as_planned_shows_no_difference_in_the_snapshot(
     base = make(tmp_path / "stack", 0o755)
     plan = filters.compose_engine_plan(
         configs,
-        [sha1(text) for text in contents],
+        filters.compose_engine_checksums(contents, KEY),
         compose,
         str(base / "web"),
         [{"path": "config/secrets", "mode": "0700", "owner": 65534}, {"path": "data"}],
         {"owner": "root", "group": "root", "mode": "0755"},
+        checksum_key=KEY,
     )
     for entry, text in [
         *((d, None) for d in plan["directories"]),
@@ -432,3 +446,26 @@ def test_a_plan_put_on_disk_as_planned_shows_no_difference_in_the_snapshot(
         {"path": str(base / "web/config/app.conf"), "differs": ["checksum"]},
         {"path": str(base / "web/config/old.conf"), "differs": ["present"]},
     ]
+
+
+def test_no_plain_hash_of_a_secret_file_is_returned_and_the_key_changes_every_checksum(
+    engine: ListingEngine, stack: Path
+) -> None:
+    secret = stack / "web/config/secrets/password"
+    result = host_state(engine, stack)
+    text = json.dumps(result)
+    for plain in (hashlib.sha1(b"s3cret\n"), hashlib.sha256(b"s3cret\n"), hashlib.md5(b"s3cret\n")):
+        assert plain.hexdigest() not in text
+    other = host_state(engine, stack, checksum_key="another-key-of-the-same-stack-9876543210")
+    assert other["paths"][str(secret)]["checksum"] == keyed(
+        "s3cret\n", "another-key-of-the-same-stack-9876543210"
+    )
+    assert other["paths"][str(secret)]["checksum"] != result["paths"][str(secret)]["checksum"]
+    assert KEY not in text, "the key is never returned"
+
+
+def test_an_empty_checksum_key_fails_naming_where_it_comes_from(engine: ListingEngine, stack: Path) -> None:
+    result = host_state(engine, stack, checksum_key="")
+    assert result["failed"] is True
+    assert "checksum_key is empty" in result["msg"]
+    assert "stack_checksum_key" in result["msg"]

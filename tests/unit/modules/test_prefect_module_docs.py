@@ -24,7 +24,7 @@ MODULES = [
     "compose_engine_wait",
 ]
 PREFECT_MODULES = ["prefect_health", "prefect_work_pool"]
-SECRET_WORDS = ("password", "secret", "token")
+SECRET_WORDS = ("password", "secret", "token", "checksum_key")
 FRAGMENTS = REPO / "plugins" / "doc_fragments"
 
 
