@@ -1,8 +1,8 @@
 """Checks of Docker daemon options, run before /etc/docker/daemon.json is written.
 
-dockerd 20.10 (Debian 12's engine) has no `--validate`: a daemon.json it cannot read makes the
-engine refuse to start on the next restart. These checks catch the usual mistakes up front and
-name the variable and the fix.
+They name the variable and the fix for the usual mistakes, in the first play, before any host
+changes and before an engine is installed; the docker_daemon_config_check module then has the
+installed dockerd itself read the file before it is written.
 """
 
 from __future__ import annotations
