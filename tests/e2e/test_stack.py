@@ -42,7 +42,7 @@ OFFLINE_VARS = REPO / "tests" / "testbed" / "offline-vars.yml"
 SECRETS_DIR = REPO / "inventory" / "local" / ".secrets"
 BASE_DIR = Path("/opt/prefect-stack")
 PREFECT_IMAGE = "prefecthq/prefect:3.9.1-python3.11"
-REDIS_IMAGE = "redis:7.0.15"
+REDIS_IMAGE = "redis:8.0.2"
 NETWORK = "prefect-stack"
 API = "http://127.0.0.1:4200/api"
 # The stack's TLS entry (the haproxy role) and the local CA inventory/local generated for it.

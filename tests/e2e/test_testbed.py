@@ -29,11 +29,11 @@ HEALTH_TIMEOUT_S = 150.0
 
 STAND_INS = [
     PREFECT_IMAGE,
-    "redis:7.0.15",
-    "oliver006/redis_exporter:v1.45.0",
-    "prom/prometheus:v2.42.0",
-    "prom/alertmanager:v0.25.0",
-    "haproxy:2.6.12",
+    "redis:8.0.2",
+    "oliver006/redis_exporter:v1.69.0",
+    "prom/prometheus:v2.53.3",
+    "prom/alertmanager:v0.28.1",
+    "haproxy:3.0.11",
     "prefect-stack-testbed/debian-systemd:bookworm",
 ]
 
@@ -200,14 +200,14 @@ def run_in(image: str, entrypoint: str, *args: str) -> str:
         ),
         (PREFECT_IMAGE, ["sh", "-c", "command -v prefect"], "/prefect"),
         (PREFECT_IMAGE, ["python", "--version"], "Python 3.11."),
-        ("redis:7.0.15", ["redis-server", "--version"], "v=7.0.15 "),
-        ("redis:7.0.15", ["/usr/local/bin/redis-cli", "--version"], "redis-cli 7.0.15"),
-        ("oliver006/redis_exporter:v1.45.0", ["/redis_exporter", "-version"], "Exporter 1.45.0"),
-        ("prom/prometheus:v2.42.0", ["/bin/prometheus", "--version"], "version 2.42.0"),
-        ("prom/prometheus:v2.42.0", ["/bin/promtool", "--version"], "version 2.42.0"),
-        ("prom/alertmanager:v0.25.0", ["/bin/alertmanager", "--version"], "version 0.25.0"),
-        ("prom/alertmanager:v0.25.0", ["/bin/amtool", "--version"], "version 0.25.0"),
-        ("haproxy:2.6.12", ["haproxy", "-v"], "version 2.6.12"),
+        ("redis:8.0.2", ["redis-server", "--version"], "v=8.0.2 "),
+        ("redis:8.0.2", ["/usr/local/bin/redis-cli", "--version"], "redis-cli 8.0.2"),
+        ("oliver006/redis_exporter:v1.69.0", ["/redis_exporter", "-version"], "1.69.0"),
+        ("prom/prometheus:v2.53.3", ["/bin/prometheus", "--version"], "version 2.53.3"),
+        ("prom/prometheus:v2.53.3", ["/bin/promtool", "--version"], "version 2.53.3"),
+        ("prom/alertmanager:v0.28.1", ["/bin/alertmanager", "--version"], "version 0.28.1"),
+        ("prom/alertmanager:v0.28.1", ["/bin/amtool", "--version"], "version 0.28.1"),
+        ("haproxy:3.0.11", ["haproxy", "-v"], "version 3.0.11"),
     ],
 )
 def test_stand_in_binary_answers_with_the_tagged_version(
@@ -216,7 +216,7 @@ def test_stand_in_binary_answers_with_the_tagged_version(
     assert expected in run_in(image, *command)
 
 
-@pytest.mark.parametrize("image", ["prom/prometheus:v2.42.0", "prom/alertmanager:v0.25.0"])
+@pytest.mark.parametrize("image", ["prom/prometheus:v2.53.3", "prom/alertmanager:v0.28.1"])
 def test_prom_stand_ins_have_busybox_wget_for_healthchecks(image: str) -> None:
     assert "BusyBox" in run_in(image, "wget", "--help")
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline test bed: makes a Debian 12 machine with no container-registry access able to run
-# the real stack. Idempotent; every step skips fast when already satisfied.
+# the real stack. Stand-ins are built from Debian 12 (bookworm) or, where Debian 13 (trixie)
+# packages a release closer to the production pin, from Debian 13, on one debootstrap base each. Idempotent; every step skips fast when already satisfied.
 #
 #   bash tests/testbed/testbed.sh
 #
@@ -18,23 +19,26 @@ VENV="${VENV:-$REPO/.venv}"
 CACHE="${TESTBED_CACHE:-/var/cache/prefect-stack-testbed}"
 REGISTRY_HOST="127.0.0.1:5000"
 MIRROR_URL="http://$REGISTRY_HOST"
+# The Debian suite and base image of the stand-in being built (set per image in the main loop).
 SUITE="bookworm"
 BASE_IMAGE="prefect-stack-testbed/debian:$SUITE"
 HASH_LABEL="org.prefect-stack.testbed.hash"
 COMPOSE_MIN="2.20"
 APT_PACKAGES=(docker.io iptables debootstrap docker-registry ca-certificates curl)
 
-# Stand-in images: "<dir under images/>|<image name:tag>|<build args, space separated>".
+# Stand-in images: "<dir under images/>|<image name:tag>|<Debian suite>|<build args, space separated>".
 # Order matters: the images other engineers need first come first.
 # The tags must not lie: each Dockerfile checks that Debian's package has the tag's version.
+# Debian 13 packages newer Redis, Prometheus, Alertmanager, exporter and HAProxy releases than
+# Debian 12; the Prefect image (Python from PyPI) and the molecule hosts stay on Debian 12.
 IMAGES=(
-  "prefect|prefecthq/prefect:3.9.1-python3.11|PREFECT_VERSION=3.9.1 PYTHON_VERSION=3.11"
-  "redis|redis:7.0.15|REDIS_VERSION=7.0.15"
-  "redis_exporter|oliver006/redis_exporter:v1.45.0|REDIS_EXPORTER_VERSION=1.45.0"
-  "prometheus|prom/prometheus:v2.42.0|PROMETHEUS_VERSION=2.42.0"
-  "alertmanager|prom/alertmanager:v0.25.0|ALERTMANAGER_VERSION=0.25.0"
-  "haproxy|haproxy:2.6.12|HAPROXY_VERSION=2.6.12"
-  "debian-systemd|prefect-stack-testbed/debian-systemd:bookworm|"
+  "prefect|prefecthq/prefect:3.9.1-python3.11|bookworm|PREFECT_VERSION=3.9.1 PYTHON_VERSION=3.11"
+  "redis|redis:8.0.2|trixie|REDIS_VERSION=8.0.2"
+  "redis_exporter|oliver006/redis_exporter:v1.69.0|trixie|REDIS_EXPORTER_VERSION=1.69.0"
+  "prometheus|prom/prometheus:v2.53.3|trixie|PROMETHEUS_VERSION=2.53.3"
+  "alertmanager|prom/alertmanager:v0.28.1|trixie|ALERTMANAGER_VERSION=0.28.1"
+  "haproxy|haproxy:3.0.11|trixie|HAPROXY_VERSION=3.0.11"
+  "debian-systemd|prefect-stack-testbed/debian-systemd:bookworm|bookworm|"
 )
 
 START=$SECONDS
@@ -111,7 +115,7 @@ ensure_docker_engine() {
       wait_for_docker
     else
       warn "Docker engine answers but its registry mirrors lack $MIRROR_URL: official-name pulls" \
-        "(docker pull redis:7.0.15) cannot reach the test bed registry. Add it to" \
+        "(docker pull redis:8.0.2) cannot reach the test bed registry. Add it to" \
         "/etc/docker/daemon.json \"registry-mirrors\" and restart the engine yourself."
     fi
     return
@@ -193,8 +197,8 @@ make_rootfs_tarball() {
   local tarball=$1 mirror=$2 security=$3 rootfs
   rootfs="$(mktemp -d "$CACHE/rootfs.XXXXXX")"
   say "debootstrap --variant=minbase $SUITE from $mirror (about 30 s)..."
-  debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$CACHE/debootstrap.log" 2>&1 ||
-    die "debootstrap failed; see $CACHE/debootstrap.log."
+  debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$CACHE/debootstrap-$SUITE.log" 2>&1 ||
+    die "debootstrap $SUITE failed; see $CACHE/debootstrap-$SUITE.log."
   # The same suites the host uses, so the stand-ins get the same (point-release + security) packages.
   cat >"$rootfs/etc/apt/sources.list" <<EOF
 deb $mirror $SUITE main
@@ -397,10 +401,11 @@ mkdir -p "$CACHE"
 ensure_apt_packages
 ensure_docker_engine
 ensure_compose_plugin
-ensure_base_image
 ensure_registry
 for entry in "${IMAGES[@]}"; do
-  IFS='|' read -r name image args <<<"$entry"
+  IFS='|' read -r name image SUITE args <<<"$entry"
+  BASE_IMAGE="prefect-stack-testbed/debian:$SUITE"
+  ensure_base_image
   ensure_image "$name" "$image" "$args"
 done
 say "NOT built here: grafana/grafana and PrefectHQ's prometheus-prefect-exporter — no reachable"

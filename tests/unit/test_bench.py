@@ -91,7 +91,7 @@ def test_every_compose_variable_of_the_baseline_is_filled_from_the_roles() -> No
     assert env["PREFECT_IMAGE"].startswith("prefecthq/prefect:3.")
     assert env["PREFECT_PORT"] == "4200"
     # The offline profile's stand-in, not the production pin the test bed cannot serve.
-    assert env["REDIS_IMAGE"] == "redis:7.0.15"
+    assert env["REDIS_IMAGE"] == "redis:8.0.2"
 
 
 def test_instance_config_addresses_are_read_as_create_yml_writes_them(tmp_path: Path) -> None:

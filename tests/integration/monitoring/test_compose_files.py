@@ -22,9 +22,9 @@ COMPOSE = next(
     if (Path(p) / "compose" / "docker-compose").is_file()
 )
 SERVICES = {
-    "prometheus": ("prom/prometheus:v2.42.0", "9090", "/etc/prometheus", "prometheus_data:/prometheus"),
+    "prometheus": ("prom/prometheus:v3.13.3", "9090", "/etc/prometheus", "prometheus_data:/prometheus"),
     "alertmanager": (
-        "prom/alertmanager:v0.25.0",
+        "prom/alertmanager:v0.35.1",
         "9093",
         "/etc/alertmanager",
         "alertmanager_data:/alertmanager",

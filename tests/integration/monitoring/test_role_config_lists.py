@@ -29,7 +29,7 @@ def test_prometheus_renders_its_config_and_every_rule_template(rendered: Path) -
     configs = config_lists(rendered, "default")["prometheus"]
     assert sorted(configs) == ["prometheus.yml"] + [f"rules/{name}" for name in rule_templates]
     assert configs["prometheus.yml"]["validate"].endswith(
-        "-v %s:/etc/prometheus/prometheus.yml:ro prom/prometheus:v2.42.0"
+        "-v %s:/etc/prometheus/prometheus.yml:ro prom/prometheus:v3.13.3"
         " check config /etc/prometheus/prometheus.yml"
     )
     for name in rule_templates:
@@ -45,7 +45,7 @@ def test_alertmanager_validates_config_and_template_with_amtool(rendered: Path) 
     configs = config_lists(rendered, "default")["alertmanager"]
     assert sorted(configs) == ["alertmanager.yml", "templates/slack.tmpl"]
     assert (
-        "--entrypoint /bin/amtool prom/alertmanager:v0.25.0 check-config"
+        "--entrypoint /bin/amtool prom/alertmanager:v0.35.1 check-config"
         in configs["alertmanager.yml"]["validate"]
     )
     assert "amtool check-config" in configs["templates/slack.tmpl"]["validate"]
