@@ -36,6 +36,14 @@ def test_a_number_as_log_option_is_refused_with_the_variable_and_the_fix() -> No
     assert '"3"' in errors[0]
 
 
+def test_a_subclass_of_a_builtin_is_named_as_the_builtin() -> None:
+    class TaggedInt(int):
+        """What ansible-core 2.19+ hands a filter for a templated integer."""
+
+    [error] = errors_of({"log-opts": {"max-file": TaggedInt(5)}})
+    assert "got integer 5" in error, error
+
+
 def test_a_misspelt_key_is_refused_and_the_escape_hatch_accepts_it() -> None:
     errors = errors_of({"registry-mirror": ["http://mirror:5000"]})
     assert len(errors) == 1

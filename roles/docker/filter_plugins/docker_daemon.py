@@ -145,12 +145,19 @@ def _has_type(value: Any, expected: str) -> bool:
     return isinstance(value, Mapping)
 
 
+# bool before int: a bool is an int in Python.
+_TYPE_NAMES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "list"))
+
+
 def _type_name(value: Any) -> str:
     """Name a value's type the way YAML users know it."""
-    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list"}
+    # isinstance, not type(): ansible-core 2.19+ hands filters tagged subclasses of the builtins.
+    for kind, name in _TYPE_NAMES:
+        if isinstance(value, kind):
+            return name
     if isinstance(value, Mapping):
         return "dict"
-    return names.get(type(value), type(value).__name__)
+    return type(value).__name__
 
 
 def _key_errors(options: Mapping[str, Any], varname: str, extra_keys: list[str]) -> list[str]:
