@@ -821,16 +821,18 @@ def test_changing_a_redis_setting_restarts_only_redis(stack: Run) -> None:
 
 def test_extra_env_reaches_the_container_exactly_and_stays_out_of_the_compose_file(stack: Run) -> None:
     """A prefect_worker_extra_env value with what Compose would interpolate or unquote ($, quotes,
-    a backslash) reaches the worker as it is, through the 0600 env file only. (The next test tears
-    the stack down and redeploys it without the extra setting.)"""
+    a backslash) reaches the worker as it is, through the 0600 env file only; a PREFECT_* setting
+    with the same characters reaches Prefect's settings through the 0600 profile, and docker
+    inspect shows it nowhere. (The next test tears the stack down and redeploys it without them.)"""
     value = f"e2e-{uuid.uuid4().hex[:8]}-a$HOME${{X}}\"b\\c'd #e"
+    # A PREFECT_* setting goes into the worker's 0600 profile instead, out of docker inspect.
+    ui_url = f"https://e2e-{uuid.uuid4().hex[:8]}.example/a$HOME${{X}}\"b\\c'd #e"
     # From the inventory's own state: an earlier test may have left another setting changed.
     assert_converged(playbook("playbooks/stack.yml"))
     assert docker_health("redis", within_s=30) == "healthy"
     before = started_at()
-    run = playbook(
-        "playbooks/stack.yml", "-e", json.dumps({"prefect_worker_extra_env": {"E2E_EXTRA": value}})
-    )
+    extra = {"E2E_EXTRA": value, "PREFECT_UI_URL": ui_url}
+    run = playbook("playbooks/stack.yml", "-e", json.dumps({"prefect_worker_extra_env": extra}))
     assert_converged(run)
     after = started_at()
     assert after["prefect_worker"] != before["prefect_worker"]
@@ -843,6 +845,14 @@ def test_extra_env_reaches_the_container_exactly_and_stays_out_of_the_compose_fi
     assert "E2E_EXTRA" in env_file.read_text()
     assert "E2E_EXTRA" not in (BASE_DIR / "prefect_worker" / "compose.yml").read_text()
     assert "E2E_EXTRA" not in json.dumps(inspect("prefect_worker")["Config"]["Labels"])
+    settings = "from prefect.settings import get_current_settings; print(get_current_settings().ui_url)"
+    assert docker("exec", "prefect_worker", "python", "-c", settings).stdout == ui_url + "\n"
+    profile = BASE_DIR / "prefect_worker" / "config" / "profiles.toml"
+    assert stat.S_IMODE(profile.stat().st_mode) == 0o600 and "PREFECT_UI_URL" in profile.read_text()
+    assert "PREFECT_UI_URL" not in env_file.read_text()
+    assert ui_url.split("/")[2] not in json.dumps(inspect("prefect_worker")), (
+        "docker inspect shows no setting"
+    )
     assert docker_health("prefect_worker", within_s=30) == "healthy"
 
 

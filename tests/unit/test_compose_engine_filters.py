@@ -341,6 +341,27 @@ def test_an_extra_env_that_no_env_file_can_carry_is_named_by_its_variable() -> N
     assert problems(["A=1"], "worker_env") == [
         "worker_env must be a mapping of environment variable names to values."
     ]
+    assert problems(
+        {"PREFECT_API_AUTH_STRING": "a:b", "X": 1}, "worker_env", ["PREFECT_API_AUTH_STRING"]
+    ) == [
+        "worker_env: PREFECT_API_AUTH_STRING is set by the role itself (from its own variables);"
+        " remove it from worker_env."
+    ]
+
+
+def test_prefect_settings_of_an_extra_env_go_to_the_profile_and_the_rest_to_the_environment() -> None:
+    split = checks.stack_env_split(
+        {
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://u:p@db/prefect",
+            "AWS_REGION": "eu",
+            "N": 5,
+        }
+    )
+    assert split == {
+        "settings": {"PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://u:p@db/prefect"},
+        "environment": {"AWS_REGION": "eu", "N": "5"},
+    }
+    assert checks.stack_env_split({}) == {"settings": {}, "environment": {}}
 
 
 def test_every_bad_bind_address_is_named_by_its_variable() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 DOCUMENTATION = """
@@ -235,10 +235,31 @@ def stack_secret_problems(secrets: Mapping[str, Any], min_length: Any = 16) -> l
     return problems
 
 
-def stack_env_problems(env: Any, name: str) -> list[str]:
-    """One message per entry of an extra-environment variable that no env_file can carry."""
+# Prefect reads every PREFECT_* setting from its profile too, so those need not be environment.
+PREFECT_SETTING_PREFIX = "PREFECT_"
+
+
+def stack_env_split(env: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """An extra environment split in two: `settings` (PREFECT_*), which go into the 0600 profile
+    Prefect reads (PREFECT_PROFILES_PATH), where `docker inspect` cannot show them, and
+    `environment`, the rest, which only the process environment can carry (the env_file)."""
+    split: dict[str, dict[str, str]] = {"settings": {}, "environment": {}}
+    for key, value in env.items():
+        kind = "settings" if str(key).startswith(PREFECT_SETTING_PREFIX) else "environment"
+        split[kind][str(key)] = str(value)
+    return split
+
+
+def stack_env_problems(env: Any, name: str, managed: Sequence[str] = ()) -> list[str]:
+    """One message per entry of an extra-environment variable that no env_file or profile can
+    carry, or that names a setting the role writes itself (`managed`)."""
     if not isinstance(env, Mapping):
         return [f"{name} must be a mapping of environment variable names to values."]
+    taken = [
+        f"{name}: {key} is set by the role itself (from its own variables); remove it from {name}."
+        for key in sorted(env, key=str)
+        if str(key) in managed
+    ]
     problems = [
         f"{name}: {key!r} is not an environment variable name: use letters, digits and _ only,"
         " not starting with a digit."
@@ -250,7 +271,7 @@ def stack_env_problems(env: Any, name: str) -> list[str]:
         for key, value in sorted(env.items(), key=lambda item: str(item[0]))
         if "\r" in str(value)
     ]
-    return problems
+    return taken + problems
 
 
 MEMORY_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
@@ -301,6 +322,7 @@ class FilterModule:
             "stack_secret_problem": stack_secret_problem,
             "stack_secret_problems": stack_secret_problems,
             "stack_env_problems": stack_env_problems,
+            "stack_env_split": stack_env_split,
             "stack_limit_problems": stack_limit_problems,
             "stack_memory_bytes": stack_memory_bytes,
         }
