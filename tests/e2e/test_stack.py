@@ -534,6 +534,12 @@ def test_no_secret_in_a_world_readable_file(stack: Run) -> None:
 
 BAD_INPUTS = [
     pytest.param({"redis_password": ""}, "redis_password", id="redis-password-missing"),
+    pytest.param({"stack_checksum_key": "abc123"}, "stack_checksum_key", id="checksum-key-short"),
+    pytest.param(
+        {"prefect_worker_extra_env": {"PREFECT_API_AUTH_STRING": "x:y"}},
+        "prefect_worker_extra_env",
+        id="extra-env-sets-the-auth-string",
+    ),
     pytest.param(
         {"redis_password": "change-me-to-a-long-random-string"},
         "redis_password",
