@@ -4,30 +4,20 @@ left alone (its PID file, its start time and its answers are unchanged)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
-from prefect_module_runner import load_source
+from prefect_module_runner import run_module
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-check = load_source(REPO / "roles" / "docker" / "library" / "docker_daemon_config_check.py")
-
 
 def run(options: Any) -> dict[str, Any]:
-    out = io.StringIO()
-    payload = {"content": options if isinstance(options, str) else json.dumps(options)}
-    with patch_module_args(payload), contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        check.main()
-    text = out.getvalue()
-    return json.loads(text[text.index("{") :])
+    content = options if isinstance(options, str) else json.dumps(options)
+    return run_module("docker_daemon_config_check", {"content": content})
 
 
 def engine_state() -> tuple[str, str]:

@@ -6,20 +6,14 @@ and without --validate); tests/e2e/test_docker_daemon_check.py runs the real doc
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
-from prefect_module_runner import load_source
+from prefect_module_runner import run_module
 
 pytestmark = pytest.mark.unit
-
-REPO = Path(__file__).resolve().parents[2]
-check = load_source(REPO / "roles" / "docker" / "library" / "docker_daemon_config_check.py")
 
 # dockerd 20.10's verdict once its configuration is loaded and the PID file check stops it.
 STOPPED = (
@@ -33,15 +27,7 @@ REFUSED = (
 
 
 def run(args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
-    out = io.StringIO()
-    with (
-        patch_module_args({**args, "_ansible_check_mode": check_mode}),
-        contextlib.redirect_stdout(out),
-        contextlib.suppress(SystemExit),
-    ):
-        check.main()
-    text = out.getvalue()
-    return json.loads(text[text.index("{") :])
+    return run_module("docker_daemon_config_check", args, check_mode=check_mode)
 
 
 def fake_dockerd(tmp_path: Path, help_text: str, body: str) -> str:
