@@ -63,6 +63,7 @@ def test_an_old_dockerd_that_refuses_the_file_fails_with_its_own_message(tmp_pat
     result = run({"content": json.dumps({"live-restor": True}), "dockerd": dockerd}, check_mode=True)
     assert result["failed"] is True
     assert "don't match any configuration option: live-restor" in result["msg"]
+    assert result["method"] == "load" and "live-restor" in result["dockerd_output"]
     assert "docker_daemon_options" in result["msg"] and "left as it is" in result["msg"]
 
 

@@ -175,17 +175,18 @@ def main() -> None:
         workdir = tempfile.mkdtemp(prefix="daemon-json-check-")
         try:
             if has_validate(dockerd, params["timeout"]):
+                result["method"] = "validate"
                 path = os.path.join(workdir, "daemon.json")
                 with open(path, "w", encoding="utf-8") as handle:
                     handle.write(params["content"])
-                verdict = check_with_validate(dockerd, path, params["timeout"])
-                result.update(method="validate", dockerd_output=verdict)
+                result["dockerd_output"] = check_with_validate(dockerd, path, params["timeout"])
             else:
-                verdict = check_by_loading(dockerd, options, workdir, params["timeout"])
-                result.update(method="load", dockerd_output=verdict)
+                result["method"] = "load"
+                result["dockerd_output"] = check_by_loading(dockerd, options, workdir, params["timeout"])
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     except CheckError as error:
+        result["dockerd_output"] = result["dockerd_output"] or str(error)
         module.fail_json(
             msg=f"dockerd refuses the daemon configuration built from docker_daemon_options: {error}. "
             "Fix docker_daemon_options (or the key in /etc/docker/daemon.json it merges with); "
