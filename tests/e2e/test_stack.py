@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 import websockets.exceptions
 import websockets.sync.client
+from cryptography import x509
 
 pytestmark = pytest.mark.e2e
 
@@ -334,6 +335,38 @@ def test_no_container_shows_a_secret_to_docker_inspect(stack: Run) -> None:
     # The auth string reaches the server and the worker through their profiles instead.
     for container in ("prefect_server", "prefect_worker"):
         assert "PREFECT_PROFILES_PATH=/etc/prefect-stack/profiles.toml" in inspect(container)["Config"]["Env"]
+
+
+def certificate_dns_names(path: Path) -> list[str]:
+    extensions = x509.load_pem_x509_certificate(path.read_bytes()).extensions
+    return extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+
+
+def test_a_new_certificate_name_re_signs_the_host_certificate_only(stack: Run) -> None:
+    """A re-run with nothing new signs nothing (the controller reads the CA and the certificate
+    itself); a new name keeps the local CA, signs the host certificate again and restarts only the
+    TLS entry; without the name a re-run signs it back."""
+    tls = SECRETS_DIR / "tls"
+    ca_before = (tls / "ca.crt").read_bytes()
+    host_before = (tls / "localhost.crt").read_bytes()
+    assert_converged(playbook("playbooks/stack.yml"))
+    assert (tls / "localhost.crt").read_bytes() == host_before, "nothing new, nothing signed"
+    before = started_at()
+    run = playbook("playbooks/stack.yml", "-e", json.dumps({"haproxy_tls_names": ["e2e-extra.example"]}))
+    assert_converged(run)
+    try:
+        assert (tls / "ca.crt").read_bytes() == ca_before, "the CA is kept"
+        assert "e2e-extra.example" in certificate_dns_names(tls / "localhost.crt")
+        after = started_at()
+        assert after["haproxy"] != before["haproxy"]
+        assert {k: v for k, v in after.items() if k != "haproxy"} == {
+            k: v for k, v in before.items() if k != "haproxy"
+        }, "only the TLS entry restarts"
+    finally:
+        assert_converged(playbook("playbooks/stack.yml"))
+    assert "e2e-extra.example" not in certificate_dns_names(tls / "localhost.crt")
 
 
 # Containers whose image allows a read-only root filesystem (the worker runs the operator's flows).

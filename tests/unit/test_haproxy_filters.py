@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from prefect_module_runner import load_source
+from tls_certificates import write_ca_and_leaf
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +62,58 @@ def test_the_certificate_names_are_typed_deduplicated_and_in_order() -> None:
         "IP:127.0.0.1",
         "IP:::1",
     ]
+
+
+def local_tls(directory: Path, days: int = 30) -> dict[str, str]:
+    """A CA and a host certificate for localhost and 127.0.0.1, laid out as the role keeps them."""
+    write_ca_and_leaf(directory, ("localhost",), days=days)
+    for name in ("ca.csr", "host.csr"):
+        (directory / name).write_text("a signing request\n")
+    for key in ("ca-key.pem", "key.pem"):
+        (directory / key).chmod(0o600)
+    return {
+        "ca_key": str(directory / "ca-key.pem"),
+        "ca_csr": str(directory / "ca.csr"),
+        "ca_certificate": str(directory / "ca.pem"),
+        "host_key": str(directory / "key.pem"),
+        "host_csr": str(directory / "host.csr"),
+        "host_certificate": str(directory / "cert.pem"),
+    }
+
+
+NAMES = ["DNS:localhost", "IP:127.0.0.1"]
+
+
+def test_the_local_ca_and_a_current_certificate_for_the_same_names_need_no_step(tmp_path: Path) -> None:
+    files = local_tls(tmp_path)
+    in_place = entry.haproxy_local_tls_in_place
+    assert in_place(files, NAMES, 7) is True
+    assert in_place(files, ["IP:127.0.0.1", "DNS:localhost"], "7") is True, "order does not matter"
+    assert in_place(files, [*NAMES, "DNS:prefect.example.org"], 7) is False, "a new name re-signs"
+    assert in_place(files, NAMES, 30) is False, "within the renewal window"
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda files: Path(files["host_certificate"]).unlink(),
+        lambda files: Path(files["ca_csr"]).unlink(),
+        lambda files: Path(files["host_key"]).chmod(0o644),
+        lambda files: Path(files["host_certificate"]).write_text("not a certificate\n"),
+        # Another CA's key: the certificate no longer matches the key the role keeps for it.
+        lambda files: Path(files["ca_key"]).write_bytes(Path(files["host_key"]).read_bytes()),
+    ],
+    ids=["no-certificate", "no-ca-request", "key-readable-by-others", "garbage", "other-ca-key"],
+)
+def test_anything_missing_or_wrong_runs_the_steps(tmp_path: Path, spoil: object) -> None:
+    files = local_tls(tmp_path)
+    spoil(files)  # type: ignore[operator]
+    assert entry.haproxy_local_tls_in_place(files, NAMES, 7) is False
+
+
+def test_a_certificate_signed_by_another_ca_runs_the_steps(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    files, other = local_tls(tmp_path / "a"), local_tls(tmp_path / "b")
+    mixed = {**files, "host_certificate": other["host_certificate"], "host_key": other["host_key"]}
+    assert entry.haproxy_local_tls_in_place(mixed, NAMES, 7) is False

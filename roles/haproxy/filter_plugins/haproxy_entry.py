@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
-from collections.abc import Iterable
+import os
+import stat
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 
 DOCUMENTATION = """
 name: haproxy_servers
@@ -79,9 +86,66 @@ def haproxy_subject_alt_names(names: Iterable[Any]) -> list[str]:
     return entries
 
 
+def _general_name(name: Any) -> str:
+    """A subjectAltName entry of a certificate as haproxy_subject_alt_names writes it."""
+    if isinstance(name, x509.IPAddress):
+        return f"IP:{name.value}"
+    return f"DNS:{str(name.value).lower()}"
+
+
+def _usable_key(path: str) -> Any:
+    """The private key at path, or None when it is missing, readable by others or unreadable."""
+    if stat.S_IMODE(os.stat(path).st_mode) & 0o077:
+        return None
+    with open(path, "rb") as handle:
+        return serialization.load_pem_private_key(handle.read(), password=None)
+
+
+def _certificate(path: str) -> Any:
+    with open(path, "rb") as handle:
+        return x509.load_pem_x509_certificate(handle.read())
+
+
+def _same_public_key(certificate: Any, key: Any) -> bool:
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return bool(certificate.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki))
+
+
+def haproxy_local_tls_in_place(
+    paths: Mapping[str, str], subject_alt_names: Iterable[Any], renew_days: Any
+) -> bool:
+    """Whether the local CA and this host's certificate on the controller need no step at all.
+
+    True only when every file is there, both keys are private (no group or other bits), each
+    certificate holds its key and is valid for more than renew_days, the host certificate is
+    issued and signed by the CA and names exactly subject_alt_names. Anything else, an unreadable
+    file included, is False: local_ca.yml then runs and its modules do what is missing.
+    """
+    try:
+        if not all(os.path.isfile(paths[name]) for name in ("ca_csr", "host_csr")):
+            return False
+        ca_key, host_key = _usable_key(paths["ca_key"]), _usable_key(paths["host_key"])
+        ca, host = _certificate(paths["ca_certificate"]), _certificate(paths["host_certificate"])
+        if ca_key is None or host_key is None:
+            return False
+        horizon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=int(renew_days))
+        names = host.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        host.verify_directly_issued_by(ca)
+    except (OSError, ValueError, TypeError, KeyError, x509.ExtensionNotFound, InvalidSignature):
+        return False
+    return (
+        _same_public_key(ca, ca_key)
+        and _same_public_key(host, host_key)
+        and ca.not_valid_after_utc > horizon
+        and host.not_valid_after_utc > horizon
+        and {_general_name(name) for name in names} == {str(name) for name in subject_alt_names}
+    )
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
+            "haproxy_local_tls_in_place": haproxy_local_tls_in_place,
             "haproxy_servers": haproxy_servers,
             "haproxy_server_problems": haproxy_server_problems,
             "haproxy_subject_alt_names": haproxy_subject_alt_names,
