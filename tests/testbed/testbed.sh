@@ -130,6 +130,20 @@ ensure_docker_engine() {
     setsid nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
   fi
   wait_for_docker
+  if [[ -z $(bridge_gateway) ]]; then
+    # dockerd 20.10's first start creates docker0 but records no gateway in the bridge network's
+    # IPAM config; the test bed and its tests read it there (the registry listens on it). A second
+    # start adopts the existing docker0 address and records it. Nothing runs on the engine yet.
+    say "the bridge network records no gateway on a first start: restarting dockerd once."
+    if [[ -d /run/systemd/system ]]; then
+      systemctl restart docker
+    else
+      pkill -x dockerd
+      while pgrep -x dockerd >/dev/null; do sleep 0.5; done
+      setsid nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+    fi
+    wait_for_docker
+  fi
   say "dockerd answers."
 }
 
