@@ -279,6 +279,25 @@ def test_the_tls_entry_serves_the_ui_and_api_with_a_certificate_of_the_local_ca(
     ).read_text().strip() == CA_FILE.read_text().strip()
 
 
+def open_events_socket(url: str, context: ssl.SSLContext) -> websockets.sync.client.ClientConnection:
+    """The events websocket opened as Prefect's own subscriber opens it: a handshake that times out
+    is tried again (its client reconnects the same way), at most three times. A refusal (an HTTP
+    status instead of 101) is not retried. When every try times out, the error carries the last lines
+    of the entry's and the server's logs, so the stall can be told apart."""
+    timeouts: list[str] = []
+    for attempt in range(1, 4):
+        started = time.monotonic()
+        try:
+            return websockets.sync.client.connect(url, ssl=context, subprotocols=["prefect"], open_timeout=15)
+        except TimeoutError as error:
+            timeouts.append(f"try {attempt}: {error} after {time.monotonic() - started:.1f} s")
+    logs = {
+        name: docker("logs", "--tail", "20", name, check=False).stdout[-3000:]
+        for name in ("haproxy", "prefect_server")
+    }
+    raise AssertionError(f"{url}: {timeouts}; logs: {logs}")
+
+
 def test_a_websocket_passes_through_the_entry(stack: Run) -> None:
     """Prefect's events websocket (/api/events/out) through the TLS entry, as Prefect's client
     opens it: the "prefect" subprotocol, then an auth message; the server's auth_success comes back
@@ -286,16 +305,12 @@ def test_a_websocket_passes_through_the_entry(stack: Run) -> None:
     verified = ssl.create_default_context(cafile=str(CA_FILE))
     auth_string = f"admin:{secret('prefect_server_auth_password')}"
     url = "wss://localhost:8443/api/events/out"
-    with websockets.sync.client.connect(
-        url, ssl=verified, subprotocols=["prefect"], open_timeout=15
-    ) as socket_:
+    with open_events_socket(url, verified) as socket_:
         assert socket_.subprotocol == "prefect"
         socket_.send(json.dumps({"type": "auth", "token": auth_string}))
         assert json.loads(socket_.recv(timeout=15)) == {"type": "auth_success"}
         socket_.send(json.dumps({"type": "filter", "filter": {}, "backfill": False}))
-    with websockets.sync.client.connect(
-        url, ssl=verified, subprotocols=["prefect"], open_timeout=15
-    ) as socket_:
+    with open_events_socket(url, verified) as socket_:
         socket_.send(json.dumps({"type": "auth", "token": "admin:wrong"}))
         with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
             socket_.recv(timeout=15)
