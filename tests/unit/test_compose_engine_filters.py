@@ -125,6 +125,33 @@ def test_services_are_up_only_when_every_one_runs_and_none_is_unhealthy_or_start
     assert not up(["a"], "p", [container("a", project="other")]), "another project's container"
 
 
+def test_a_one_shot_service_is_in_place_once_it_exited_zero_and_only_then() -> None:
+    up = engine.compose_engine_services_up
+    migrate = "migrate"
+    assert up(
+        ["migrate", "a"],
+        "p",
+        [container(migrate, "exited", "Exited (0) 3 minutes ago"), container("a")],
+        [migrate],
+    )
+    assert not up(["migrate"], "p", [container(migrate, "exited", "Exited (3) 1 minute ago")], [migrate])
+    assert not up(["migrate"], "p", [container(migrate, "running", "Up 2 seconds")], [migrate]), (
+        "not finished yet"
+    )
+    assert not up(["migrate"], "p", [], [migrate]), "never ran"
+
+
+def test_the_plan_names_the_services_labelled_one_shot() -> None:
+    compose = (
+        "services:\n"
+        "  migrate:\n    image: x\n    labels:\n      prefect-stack.one-shot: 'true'\n"
+        "  server:\n    image: x\n    labels:\n      prefect-stack.config-hash: abc\n"
+    )
+    planned = engine.compose_engine_plan([], [], compose, "/srv/x", checksum_key=KEY)
+    assert planned["services"] == ["migrate", "server"]
+    assert planned["one_shot_services"] == ["migrate"]
+
+
 def test_the_containers_of_a_project_are_found_by_its_label() -> None:
     containers = [
         {**container("a", state="exited"), "Names": ["/one"]},
@@ -486,6 +513,9 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
                 "images": ["shared:1"],
                 "trees": ["/srv/flows"],
                 "reaches": {"prefect_worker_api_url": "http://h2:4200/api"},
+                "refused_volume_files": [
+                    {"volume": "v", "file": "f.db", "problem": "f.db would be left behind."}
+                ],
             },
             "grafana_stack_claim": {"ports": {"grafana_port": "6379"}, "images": []},
         }
@@ -500,6 +530,7 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
         "limits": {"redis_memory_limit": "1536m"},
         "listens": [{"variable": "redis_port", "port": 6379, "address": "127.0.0.1"}],
         "plaintext_binds": {"redis_bind_address": "127.0.0.1"},
+        "refused_volume_files": [{"volume": "v", "file": "f.db", "problem": "f.db would be left behind."}],
     }, "grafana's port binds to no address of its own claim, so the preflight has nothing to listen-check"
     assert checks.stack_port_problems(claims["ports"], "h1") == [
         "Port clash on h1: grafana_port and redis_port share port 6379."
@@ -515,6 +546,7 @@ def test_the_claims_of_a_host_add_up_and_a_malformed_claim_is_named() -> None:
         "limits": {},
         "listens": [],
         "plaintext_binds": {},
+        "refused_volume_files": [],
     }
     with pytest.raises(
         ValueError, match="redis_stack_claim: ports, binds, reaches and limits must be mappings"

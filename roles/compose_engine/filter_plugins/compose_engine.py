@@ -39,6 +39,9 @@ DEFAULT_DIR_MODE = "0755"
 DEFAULT_FILE_MODE = "0644"
 DEFAULT_SECRET_MODE = "0600"
 ROOT = "root"
+# A service that runs once and exits (a migration) carries this label "true" (module_utils
+# docker_engine.py judges its container by the same label).
+ONE_SHOT_LABEL = "prefect-stack.one-shot"
 
 
 class PlanError(ValueError):
@@ -179,30 +182,48 @@ def compose_engine_plan(
         "absent": absent,
         "wanted_paths": wanted,
         "config_hashes": _config_hashes(files),
-        "services": sorted((yaml.safe_load(compose_rendered) or {}).get("services") or {}),
+        "services": sorted(_compose_services(compose_rendered)),
+        "one_shot_services": sorted(
+            name
+            for name, service in _compose_services(compose_rendered).items()
+            if str(((service or {}).get("labels") or {}).get(ONE_SHOT_LABEL, "")).lower() == "true"
+        ),
         # The rendered compose file itself (it holds no secret): apply.yml writes it as rendered here.
         "compose": compose_rendered,
     }
 
 
 def compose_engine_services_up(
-    services: Iterable[str], project: str, containers: Iterable[Mapping[str, Any]]
+    services: Iterable[str],
+    project: str,
+    containers: Iterable[Mapping[str, Any]],
+    one_shot_services: Iterable[str] = (),
 ) -> bool:
     """True when every service of the project has a running container that is not unhealthy or starting.
 
     `containers` is compose_engine_host_state's container list (its Labels and State /
     Status keys). A container that is stopped, missing, restarting, unhealthy or still starting
-    means the project must be applied (and waited for) again.
+    means the project must be applied (and waited for) again. A one-shot service (a migration) is
+    in place once its container exited with code 0.
     """
+    one_shot = set(one_shot_services)
     running: set[str] = set()
     for container in containers:
         labels = container.get("Labels") or {}
         if labels.get("com.docker.compose.project") != project:
             continue
+        service = str(labels.get("com.docker.compose.service", ""))
         status = str(container.get("Status", ""))
-        if container.get("State") == "running" and "(unhealthy)" not in status and "starting)" not in status:
-            running.add(str(labels.get("com.docker.compose.service", "")))
+        if service in one_shot:
+            if container.get("State") == "exited" and status.startswith("Exited (0)"):
+                running.add(service)
+        elif container.get("State") == "running" and not ("(unhealthy)" in status or "starting)" in status):
+            running.add(service)
     return set(services) <= running
+
+
+def _compose_services(compose_rendered: str) -> dict[str, Any]:
+    return (yaml.safe_load(compose_rendered) or {}).get("services") or {} if compose_rendered else {}
 
 
 def compose_engine_config_hashes(
@@ -285,7 +306,9 @@ def compose_engine_decide(
     the project already (the snapshot predates that apply, so it is not trusted).
     """
     differences = compose_engine_path_differences(plan["wanted_paths"], snapshot)
-    services_running = compose_engine_services_up(plan["services"], project, containers)
+    services_running = compose_engine_services_up(
+        plan["services"], project, containers, plan.get("one_shot_services", ())
+    )
     return {
         **plan,
         "differences": differences,

@@ -21,6 +21,9 @@ DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 # (unless-stopped) does not restart a stopped or killed container, and "restarting" is a
 # container that already died at least once.
 STOPPED_STATES = ("exited", "dead", "restarting")
+# A compose service that runs once and exits (a database migration before the servers start)
+# carries this label with the value "true": exited with code 0 it is done, not down.
+ONE_SHOT_LABEL = "prefect-stack.one-shot"
 PROBE_OUTPUT_LIMIT = 120
 BODY_LIMIT = 200
 NANOSECONDS = 1_000_000_000
@@ -143,11 +146,29 @@ def last_probe_output(health: dict[str, Any]) -> str:
     return f"no probe output (exit code {last.get('ExitCode', '?')}, {streak} probes failed in a row)"
 
 
+def is_one_shot(info: dict[str, Any]) -> bool:
+    """Whether the container belongs to a service that runs once (ONE_SHOT_LABEL)."""
+    labels = (info.get("Config") or {}).get("Labels") or info.get("Labels") or {}
+    return str(labels.get(ONE_SHOT_LABEL, "")).lower() == "true"
+
+
+def describe_one_shot(name: str, info: dict[str, Any], state: dict[str, Any], status: str) -> ContainerState:
+    """A one-shot is ready once it exited 0; any other exit is final, and running means not yet."""
+    if status == "exited" and state.get("ExitCode") == 0:
+        return ContainerState(name, True, f"{name} completed (exit code 0)")
+    if status in STOPPED_STATES:
+        failed = f"{name} failed ({exit_text(info, state)}): see docker logs {name}"
+        return ContainerState(name, False, failed, True)
+    return ContainerState(name, False, f"{name} {status} (runs once, not finished yet)")
+
+
 def describe_container(name: str, info: dict[str, Any]) -> ContainerState:
     """A container's Docker inspect answer as the stack judges it."""
     state = info.get("State") or {}
     status = "restarting" if state.get("Restarting") else state.get("Status", "?")
     health = state.get("Health") or {}
+    if is_one_shot(info):
+        return describe_one_shot(name, info, state, status)
     if status in STOPPED_STATES:
         return ContainerState(name, False, f"{name} is {status} ({exit_text(info, state)})", True)
     if status == "paused":

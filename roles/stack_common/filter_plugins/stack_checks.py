@@ -70,7 +70,9 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
     `claim_facts` maps each <role>_stack_claim fact to its value, {ports: {...}, images: [...]}
     and optionally binds: {...} (variable -> address), trees: [...], the directories the role
     ships whose whole tree the host read lists, reaches: {...} (variable -> URL the host must
-    reach) and limits: {...} (the memory and process limits of its containers, variable -> value).
+    reach), limits: {...} (the memory and process limits of its containers, variable -> value) and
+    refused_volume_files: [...] (files in a Docker volume whose presence refuses the run: {volume,
+    file, problem}).
     A role's ports bind to its bind addresses: `listens` pairs each valid port of a claim
     with each valid address of the same claim, for the host preflight. A claim with tls: true
     serves its ports over TLS only; the binds of every other claim are `plaintext_binds`.
@@ -84,6 +86,7 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
     limits: dict[str, Any] = {}
     listens: list[dict[str, Any]] = []
     plaintext_binds: dict[str, Any] = {}
+    refused_volume_files: list[dict[str, Any]] = []
     for fact, claim in sorted(claim_facts.items()):
         if not fact.endswith(CLAIM_SUFFIX) or not isinstance(claim, Mapping):
             raise ValueError(f"{fact}: a claim is a fact <role>_stack_claim holding ports and images.")
@@ -105,6 +108,7 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
         reaches.update(claim.get("reaches", {}))
         limits.update(claim.get("limits", {}))
         listens += _listens(claim)
+        refused_volume_files += [dict(entry) for entry in claim.get("refused_volume_files", [])]
     return {
         "roles": roles,
         "ports": ports,
@@ -115,6 +119,7 @@ def stack_claims(claim_facts: Mapping[str, Any]) -> dict[str, Any]:
         "limits": limits,
         "listens": listens,
         "plaintext_binds": plaintext_binds,
+        "refused_volume_files": refused_volume_files,
     }
 
 

@@ -82,6 +82,27 @@ options:
     description: URLs this host must be able to open a TCP connection to, variable name -> URL.
     type: dict
     default: {}
+  refused_volume_files:
+    description:
+      - Files in local Docker volumes whose presence is a problem (state an earlier deploy left that
+        the new settings would ignore). Read under Docker's data root
+        (C(<data root>/volumes/<volume>/_data/<file>)); a volume that does not exist refuses nothing.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      volume:
+        description: The volume's name.
+        type: str
+        required: true
+      file:
+        description: The file's path inside the volume.
+        type: str
+        required: true
+      problem:
+        description: The message when the file is there (it names the variable and the fix).
+        type: str
+        required: true
   connect_timeout:
     description: Seconds to wait for each TCP connection of O(reaches).
     type: float
@@ -105,6 +126,10 @@ EXAMPLES = r"""
       - {docker_root: true, min_free_mb: 2048, variable: stack_min_free_disk_mb}
     reaches:
       api_url: http://10.0.0.5:4200/api
+    refused_volume_files:
+      - volume: app_data
+        file: app.db
+        problem: "app_database=server would leave app.db behind: set app_start_empty: true."
 """
 
 RETURN = r"""
@@ -138,31 +163,26 @@ from urllib.parse import urlsplit  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
+REQUIRED_STR: dict[str, Any] = {"type": "str", "required": True}
+
+
+def _entries(**options: dict[str, Any]) -> dict[str, Any]:
+    """A list-of-dicts option with these suboptions."""
+    return {"type": "list", "elements": "dict", "default": [], "options": options}
+
+
 ARGUMENT_SPEC: dict[str, Any] = {
-    "host": {"type": "str", "required": True},
-    "listens": {
-        "type": "list",
-        "elements": "dict",
-        "default": [],
-        "options": {
-            "variable": {"type": "str", "required": True},
-            "port": {"type": "int", "required": True},
-            "address": {"type": "str", "required": True},
-        },
-    },
+    "host": REQUIRED_STR,
+    "listens": _entries(variable=REQUIRED_STR, port={"type": "int", "required": True}, address=REQUIRED_STR),
     "binds": {"type": "dict", "default": {}},
-    "disk": {
-        "type": "list",
-        "elements": "dict",
-        "default": [],
-        "options": {
-            "path": {"type": "path"},
-            "docker_root": {"type": "bool", "default": False},
-            "min_free_mb": {"type": "int", "required": True},
-            "variable": {"type": "str", "required": True},
-        },
-    },
+    "disk": _entries(
+        path={"type": "path"},
+        docker_root={"type": "bool", "default": False},
+        min_free_mb={"type": "int", "required": True},
+        variable=REQUIRED_STR,
+    ),
     "reaches": {"type": "dict", "default": {}},
+    "refused_volume_files": _entries(volume=REQUIRED_STR, file=REQUIRED_STR, problem=REQUIRED_STR),
     "connect_timeout": {"type": "float", "default": 5.0},
     "fail_on_problems": {"type": "bool", "default": True},
 }
@@ -341,6 +361,18 @@ def reach_problem(host: str, variable: str, url: str, timeout: float) -> str:
         )
 
 
+def volume_file_problems(
+    host: str, refused: list[dict[str, Any]], daemon_json: str = DOCKER_DAEMON_JSON
+) -> list[str]:
+    """The problem of each refused file that is present in its (local) Docker volume."""
+    root = docker_root(daemon_json)
+    return [
+        f"{host}: {entry['problem']}"
+        for entry in refused
+        if os.path.lexists(os.path.join(root, "volumes", entry["volume"], "_data", entry["file"].lstrip("/")))
+    ]
+
+
 def run(params: dict[str, Any], proc: str = PROC, daemon_json: str = DOCKER_DAEMON_JSON) -> dict[str, Any]:
     host = params["host"]
     problems, listeners = port_problems(host, params["listens"], read_listeners(proc), proc)
@@ -356,6 +388,7 @@ def run(params: dict[str, Any], proc: str = PROC, daemon_json: str = DOCKER_DAEM
         for variable, url in sorted(params["reaches"].items())
         if (problem := reach_problem(host, variable, url, params["connect_timeout"]))
     ]
+    problems += volume_file_problems(host, params["refused_volume_files"], daemon_json)
     return {"problems": problems, "listeners": listeners, "free_mb": measured}
 
 

@@ -39,10 +39,12 @@ class Container:
         self.states = states  # one per inspect; the last one stays
         self.check = check
         self.probe_exit_codes: list[int] = []  # one per probe read back; the last one stays
+        self.labels: dict[str, str] = {}
 
     def inspect(self) -> dict[str, Any]:
         state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
-        return {"Name": f"/{self.name}", "State": state, "Config": {"Healthcheck": self.check}}
+        config = {"Healthcheck": self.check, "Labels": self.labels}
+        return {"Name": f"/{self.name}", "State": state, "Config": config}
 
 
 class WaitEngine(FakeDockerEngine):
@@ -165,6 +167,23 @@ def test_an_exited_container_fails_at_once_naming_it(engine: WaitEngine) -> None
     assert result["failed"] is True
     assert result["msg"] == "container worker is exited (exit code 1)"
     assert result["elapsed_s"] < 10, "a definitive failure does not wait for the timeout"
+
+
+def test_a_one_shot_is_ready_once_it_exited_zero_and_fails_at_once_on_another_exit(
+    engine: WaitEngine,
+) -> None:
+    migrate = engine.add("migrate", "server", RUNNING, RUNNING, {"Status": "exited", "ExitCode": 0})
+    migrate.labels = {"prefect-stack.one-shot": "true"}
+    engine.add("api", "server", HEALTHY, check=CMD_CHECK)
+    result = wait(engine, "server", timeout=30)
+    assert result.get("failed") is not True, result
+    assert {"project": "server", "name": "migrate", "ready_by": "docker"} in result["containers"]
+    failed = engine.add("migrate2", "other", {"Status": "exited", "ExitCode": 3})
+    failed.labels = {"prefect-stack.one-shot": "true"}
+    result = wait(engine, "other", timeout=60)
+    assert result["failed"] is True
+    assert result["msg"] == "container migrate2 failed (exit code 3): see docker logs migrate2"
+    assert result["elapsed_s"] < 10
 
 
 def test_an_unhealthy_container_fails_at_once_with_its_last_probe_output(engine: WaitEngine) -> None:

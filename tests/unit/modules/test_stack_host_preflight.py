@@ -111,6 +111,7 @@ def test_a_port_that_docker_proxy_holds_is_a_published_container_port_and_passes
         "binds": {},
         "disk": [],
         "reaches": {},
+        "refused_volume_files": [],
         "connect_timeout": 1.0,
     }
     result = preflight.run(params, proc=str(tmp_path))
@@ -159,6 +160,25 @@ def test_dockers_data_root_comes_from_daemon_json_else_the_engine_default(tmp_pa
     assert problems and f"at {tmp_path / 'docker'}, less than" in problems[0]
     daemon_json.write_text("not json")
     assert preflight.docker_root(str(daemon_json)) == "/var/lib/docker"
+
+
+def test_a_refused_file_present_in_its_volume_is_named_and_an_absent_volume_refuses_nothing(
+    tmp_path: Path,
+) -> None:
+    daemon_json = tmp_path / "daemon.json"
+    daemon_json.write_text(json.dumps({"data-root": str(tmp_path / "docker")}))
+    refused = [
+        {"volume": "app_data", "file": "app.db", "problem": "app_database=server would leave app.db behind."},
+        {"volume": "never_made", "file": "app.db", "problem": "never reported"},
+    ]
+    assert preflight.volume_file_problems("h1", refused, str(daemon_json)) == []
+    volume = tmp_path / "docker" / "volumes" / "app_data" / "_data"
+    volume.mkdir(parents=True)
+    assert preflight.volume_file_problems("h1", refused, str(daemon_json)) == [], "an empty volume passes"
+    (volume / "app.db").write_bytes(b"SQLite format 3\x00")
+    assert preflight.volume_file_problems("h1", refused, str(daemon_json)) == [
+        "h1: app_database=server would leave app.db behind."
+    ]
 
 
 def test_a_disk_entry_without_a_path_or_docker_root_is_refused() -> None:
