@@ -38,6 +38,7 @@ IMAGES=(
   "prometheus|prom/prometheus:v2.53.3|trixie|PROMETHEUS_VERSION=2.53.3"
   "alertmanager|prom/alertmanager:v0.28.1|trixie|ALERTMANAGER_VERSION=0.28.1"
   "haproxy|haproxy:3.0.11|trixie|HAPROXY_VERSION=3.0.11"
+  "postgres|postgres:17.12|trixie|POSTGRES_VERSION=17.12"
   "debian-systemd|prefect-stack-testbed/debian-systemd:bookworm|bookworm|"
 )
 
