@@ -801,25 +801,26 @@ def test_a_bad_worker_value_fails_the_first_play_before_any_host_changes(tmp_pat
     assert docker("volume", "ls", "-q").stdout.split() == volumes
 
 
+def local_inventory(tmp_path: Path, children: dict[str, object]) -> Path:
+    """An inventory file whose hosts are all this machine (the local connection), in these groups."""
+    inventory = tmp_path / "hosts.yml"
+    connection = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+    }
+    inventory.write_text(json.dumps({"all": {"vars": connection, "children": children}}))
+    return inventory
+
+
 def checks_on_two_hosts(tmp_path: Path, server_address: str, **extra: object) -> tuple[Run, str]:
     """playbooks/checks.yml on a server host and a worker host (both this machine, by the local
     connection); returns the run and its first failure with the callback's line wraps undone."""
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
-        json.dumps(
-            {
-                "all": {
-                    "vars": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-                    },
-                    "children": {
-                        "prefect_server": {"hosts": {"server-1": {"ansible_host": server_address}}},
-                        "prefect_workers": {"hosts": {"worker-1": {}}},
-                    },
-                }
-            }
-        )
+    inventory = local_inventory(
+        tmp_path,
+        {
+            "prefect_server": {"hosts": {"server-1": {"ansible_host": server_address}}},
+            "prefect_workers": {"hosts": {"worker-1": {}}},
+        },
     )
     variables = {
         "redis_password": uuid.uuid4().hex,
@@ -857,6 +858,53 @@ def test_a_worker_host_that_cannot_reach_the_server_fails_the_first_play(tmp_pat
     ), failure[:2000]
     assert "set prefect_worker_api_url to an address this host reaches" in failure
     assert run.recap().get("changed", 0) == 0
+
+
+def checks_with_the_database_on_this_host(tmp_path: Path, **extra: object) -> tuple[Run, str]:
+    """playbooks/checks.yml with this machine in prefect_server, prefect_workers and
+    prefect_database, as inventory/local would be with PostgreSQL; the run and its first failure."""
+    groups = ("prefect_server", "prefect_workers", "prefect_database")
+    inventory = local_inventory(tmp_path, {group: {"hosts": {"localhost": {}}} for group in groups})
+    variables = {
+        name: uuid.uuid4().hex
+        for name in (
+            "redis_password",
+            "redis_exporter_password",
+            "redis_app_password",
+            "prefect_server_auth_password",
+            "postgres_password",
+        )
+    } | {"grafana_enabled": False, **extra}
+    run = playbook("playbooks/checks.yml", "-i", str(inventory), "-e", json.dumps(variables))
+    return run, " ".join(run.output[run.output.find("fatal:") :].split())
+
+
+def test_switching_a_sqlite_stack_to_postgres_is_refused_before_any_change(
+    stack: Run, tmp_path: Path
+) -> None:
+    """The deployed stack keeps its history in SQLite (prefect.db in the prefect_server_data volume):
+    prefect_server_database=postgres fails the first play, saying the history would not move and
+    naming the variable that starts empty on purpose; with that variable the same checks pass.
+    PostgreSQL on an inventory without a prefect_database host is named too."""
+    volume = docker("volume", "inspect", "-f", "{{.Mountpoint}}", "prefect_server_data").stdout.strip()
+    assert Path(volume, "prefect.db").is_file(), "the e2e stack runs on SQLite"
+    run, failure = checks_with_the_database_on_this_host(tmp_path, prefect_server_database="postgres")
+    assert run.rc != 0
+    assert "this host's Prefect server ran on SQLite" in failure, run.output[-3000:]
+    assert (
+        "would not move to PostgreSQL" in failure and "prefect_server_postgres_start_empty: true" in failure
+    )
+    assert run.recap().get("changed", 0) == 0
+    run, _ = checks_with_the_database_on_this_host(
+        tmp_path, prefect_server_database="postgres", prefect_server_postgres_start_empty=True
+    )
+    assert run.rc == 0, run.output[-3000:]
+    assert run.recap().get("changed", 0) == 0
+    run = playbook("playbooks/checks.yml", "-e", "prefect_server_database=postgres")
+    failure = " ".join(run.output[run.output.find("fatal:") :].split())
+    assert run.rc != 0
+    assert "prefect_server_database=postgres needs a host in the inventory group prefect_database" in failure
+    assert "undefined" not in failure.lower()
 
 
 def test_changing_a_redis_setting_restarts_only_redis(stack: Run) -> None:
