@@ -176,16 +176,17 @@ def compose_engine_plan(
         }
     )
     wanted += [{"path": path, "state": "absent"} for path in absent]
+    services = _compose_services(compose_rendered)
     return {
         "directories": dirs,
         "files": files,
         "absent": absent,
         "wanted_paths": wanted,
         "config_hashes": _config_hashes(files),
-        "services": sorted(_compose_services(compose_rendered)),
+        "services": sorted(services),
         "one_shot_services": sorted(
             name
-            for name, service in _compose_services(compose_rendered).items()
+            for name, service in services.items()
             if str(((service or {}).get("labels") or {}).get(ONE_SHOT_LABEL, "")).lower() == "true"
         ),
         # The rendered compose file itself (it holds no secret): apply.yml writes it as rendered here.
